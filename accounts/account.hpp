@@ -1,0 +1,79 @@
+#pragma once
+// One account: its committed record, which any thread may read at any time, and the actor that
+// changes it. The actor is a mailbox plus a coroutine that exists only while there is mail: an
+// idle account costs its data and nothing else (no coroutine frame, no thread, no timer).
+// Includes Asio: keep it out of headers that everything includes.
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <atomic>
+#include <memory>
+#include <optional>
+
+#include "accounts/completion.hpp"
+#include "accounts/record.hpp"
+
+namespace accounts {
+
+// A one-byte lock for the short critical sections around an account's record and mailbox.
+// Waiters sleep on the futex behind std::atomic_flag::wait rather than spinning.
+class SpinLock {
+ public:
+  void lock() {
+    while (flag_.test_and_set(std::memory_order_acquire)) flag_.wait(true, std::memory_order_relaxed);
+  }
+  void unlock() {
+    flag_.clear(std::memory_order_release);
+    flag_.notify_one();
+  }
+
+ private:
+  std::atomic_flag flag_;
+};
+
+class Account : public std::enable_shared_from_this<Account> {
+ public:
+  // pending: registration not yet committed; deleted: gone, but someone may still hold a pointer.
+  enum class Presence : uint8_t { pending, live, deleted };
+
+  Account(AccountRecord record, Presence presence);
+  ~Account();
+
+  // Any thread: a copy of the committed record, or nullopt unless the account is live.
+  std::optional<AccountRecord> snapshot() const;
+
+  // A job runs inside this account's actor, after every job sent before it, one at a time. It may
+  // co_await (password pool, durability); ask() resumes the caller with the job's reply.
+  using Job = UniqueFunction<asio::awaitable<protocol::Reply>(Account&)>;
+  asio::awaitable<protocol::Reply> ask(asio::any_io_executor executor, Job job);
+
+  // Actor only: the committed record and presence, read without the lock (only the actor writes).
+  const AccountRecord& record() const { return record_; }
+  Presence presence() const { return presence_; }
+  // Actor only: makes `next` the committed record that readers see from now on.
+  void publish(AccountRecord next, Presence presence = Presence::live);
+  void publish_presence(Presence presence);
+
+  // Actor only: failed-login throttling; it lives in memory and is never persisted.
+  struct Throttle {
+    uint32_t failures = 0;
+    int64_t streak_start_ms = 0;
+    int64_t locked_until_ms = 0;
+  };
+  Throttle& throttle() { return throttle_; }
+
+ private:
+  struct Message;
+  void enqueue(std::unique_ptr<Message> message, const asio::any_io_executor& executor);
+  std::unique_ptr<Message> next_message();
+  static asio::awaitable<void> drain(std::shared_ptr<Account> self);
+
+  mutable SpinLock lock_;  // guards record_ and presence_ against readers, and the mailbox
+  bool running_ = false;   // a drain coroutine exists
+  Presence presence_;
+  AccountRecord record_;
+  Throttle throttle_;
+  std::unique_ptr<Message> head_;
+  Message* tail_ = nullptr;
+};
+
+}  // namespace accounts

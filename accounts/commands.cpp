@@ -1,0 +1,33 @@
+#include "accounts/commands.hpp"
+
+#include "accounts/service.hpp"
+
+namespace accounts {
+
+std::vector<Command> account_commands(AccountService& s) {
+  using namespace protocol;
+  auto spec = [](const char* name, int args, unsigned flags, const char* usage) {
+    return CommandSpec{name, args, args, flags, usage};
+  };
+  return {
+      {spec("REGISTER", 2, kMutating, "REGISTER <email> <password>"),
+       [&s](Args a) { return s.register_account(a[0], a[1]); }},
+      {spec("CONFIRM", 2, kMutating, "CONFIRM <id> <token>"), [&s](Args a) { return s.confirm(a[0], a[1]); }},
+      {spec("RESEND", 1, kMutating, "RESEND <id>"), [&s](Args a) { return s.resend(a[0]); }},
+      {spec("LOGIN", 2, kNoFlags, "LOGIN <email> <password>"), [&s](Args a) { return s.login(a[0], a[1]); }},
+      {spec("GET", 1, kNoFlags, "GET <id>"), [&s](Args a) { return s.get(a[0]); }},
+      {spec("FIND", 1, kNoFlags, "FIND <email>"), [&s](Args a) { return s.find(a[0]); }},
+      {spec("CHANGE_EMAIL", 2, kMutating, "CHANGE_EMAIL <id> <new_email>"),
+       [&s](Args a) { return s.change_email(a[0], a[1]); }},
+      {spec("CHANGE_PASSWORD", 3, kMutating, "CHANGE_PASSWORD <id> <old_password> <new_password>"),
+       [&s](Args a) { return s.change_password(a[0], a[1], a[2]); }},
+      {spec("RESET_REQUEST", 1, kMutating, "RESET_REQUEST <email>"), [&s](Args a) { return s.reset_request(a[0]); }},
+      {spec("RESET_PASSWORD", 3, kMutating, "RESET_PASSWORD <id> <token> <new_password>"),
+       [&s](Args a) { return s.reset_password(a[0], a[1], a[2]); }},
+      {spec("DEACTIVATE", 1, kMutating, "DEACTIVATE <id>"), [&s](Args a) { return s.deactivate(a[0]); }},
+      {spec("REACTIVATE", 1, kMutating, "REACTIVATE <id>"), [&s](Args a) { return s.reactivate(a[0]); }},
+      {spec("DELETE", 1, kMutating, "DELETE <id>"), [&s](Args a) { return s.remove(a[0]); }},
+  };
+}
+
+}  // namespace accounts

@@ -1,0 +1,61 @@
+#pragma once
+// The lock-free index: accounts by id and by normalized email, both unique. Reserving an email is
+// one atomic insert-if-absent, which is what makes two registrations of one address impossible.
+// Backed by libcds MichaelHashMap with hazard pointers (see docs/ARCHITECTURE.md for the choice);
+// libcds stays inside index.cpp.
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "accounts/uuid.hpp"
+
+namespace accounts {
+
+class Account;
+
+class AccountIndex {
+ public:
+  // The tables never resize: size them for the accounts you expect (load factor 1 at that size;
+  // more accounts than that still work, with longer bucket lists).
+  explicit AccountIndex(size_t expected_accounts);
+  ~AccountIndex();
+  AccountIndex(const AccountIndex&) = delete;
+  AccountIndex& operator=(const AccountIndex&) = delete;
+
+  std::shared_ptr<Account> by_id(const Uuid& id) const;
+  std::shared_ptr<Account> by_email(const std::string& email) const;
+
+  bool insert_id(const Uuid& id, std::shared_ptr<Account> account);
+  // Insert-if-absent: true when `email` now belongs to `account`, false when anyone held it.
+  bool reserve_email(const std::string& email, std::shared_ptr<Account> account);
+  // Only the account an entry points to removes it, from inside its actor.
+  void erase_id(const Uuid& id);
+  void erase_email(const std::string& email);
+
+  size_t id_count() const;
+  size_t email_count() const;
+
+ private:
+  struct Maps;
+  std::unique_ptr<Maps> maps_;
+};
+
+// libcds' hazard-pointer runtime: one object alive for as long as any index is used.
+class IndexRuntime {
+ public:
+  explicit IndexRuntime(size_t max_threads = 256);
+  ~IndexRuntime();
+  IndexRuntime(const IndexRuntime&) = delete;
+  IndexRuntime& operator=(const IndexRuntime&) = delete;
+};
+
+// Every thread that touches an index holds one of these while it does (attach/detach).
+class IndexThread {
+ public:
+  IndexThread();
+  ~IndexThread();
+  IndexThread(const IndexThread&) = delete;
+  IndexThread& operator=(const IndexThread&) = delete;
+};
+
+}  // namespace accounts

@@ -1,0 +1,50 @@
+#include "accounts/password_pool.hpp"
+
+namespace accounts {
+
+PasswordPool::PasswordPool(unsigned workers, size_t max_queue) : max_queue_(max_queue) {
+  if (workers == 0) workers = 1;
+  for (unsigned i = 0; i < workers; ++i) threads_.emplace_back([this] { work_loop(); });
+}
+
+PasswordPool::~PasswordPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+bool PasswordPool::try_submit(Work& work) {
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() >= max_queue_) return false;
+    queue_.push_back(std::move(work));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+size_t PasswordPool::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+void PasswordPool::work_loop() {
+  while (true) {
+    Work work;
+    bool run;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to do
+      work = std::move(queue_.front());
+      queue_.pop_front();
+      run = !stopping_;
+    }
+    work(run);
+  }
+}
+
+}  // namespace accounts

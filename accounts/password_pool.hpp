@@ -1,0 +1,43 @@
+#pragma once
+// The worker threads that hash and verify passwords, so that Argon2id never runs on an I/O
+// thread. The queue is bounded: a full pool refuses work at once (the request gets ERR BUSY)
+// instead of letting latency grow without bound.
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "accounts/completion.hpp"
+
+namespace accounts {
+
+class PasswordPool {
+ public:
+  PasswordPool(unsigned workers, size_t max_queue);
+  ~PasswordPool();  // finishes queued work, then joins
+  PasswordPool(const PasswordPool&) = delete;
+  PasswordPool& operator=(const PasswordPool&) = delete;
+
+  // A unit of work: called with true on a worker, or with false if the pool shuts down first.
+  using Work = UniqueFunction<void(bool run)>;
+  // Takes `work` and returns true, or leaves it with the caller and returns false when the queue
+  // is full, so that the caller can answer at once (ERR BUSY).
+  bool try_submit(Work& work);
+
+  size_t queued() const;
+  unsigned workers() const { return static_cast<unsigned>(threads_.size()); }
+
+ private:
+  void work_loop();
+
+  size_t max_queue_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Work> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace accounts

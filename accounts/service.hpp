@@ -1,0 +1,84 @@
+#pragma once
+// The account commands. Each method validates its arguments, finds the account through the
+// index, and runs the change inside the account's actor; reads (GET, FIND) take the committed
+// record without going through the actor. Every method returns the reply line.
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "accounts/account.hpp"
+#include "accounts/durability.hpp"
+#include "accounts/index.hpp"
+#include "accounts/password_pool.hpp"
+#include "protocol/reply.hpp"
+
+namespace accounts {
+
+struct Settings {
+  uint32_t min_password_length = 8;
+  int64_t confirm_token_ttl_s = 86400;
+  int64_t reset_token_ttl_s = 3600;
+  uint32_t lockout_threshold = 5;
+  int64_t lockout_window_s = 900;
+  size_t expected_accounts = 1'000'000;
+  HashParams hash{2, 65536};
+  unsigned hash_workers = 1;
+  size_t hash_max_queue = 1024;
+};
+
+struct Counts {
+  int64_t unconfirmed = 0;
+  int64_t active = 0;
+  int64_t deactivated = 0;
+  int64_t total() const { return unconfirmed + active + deactivated; }
+};
+
+class AccountService {
+ public:
+  AccountService(Settings settings, asio::any_io_executor executor, Durability& durability);
+
+  using Reply = protocol::Reply;
+  asio::awaitable<Reply> register_account(std::string email, std::string password);
+  asio::awaitable<Reply> confirm(std::string id, std::string token);
+  asio::awaitable<Reply> resend(std::string id);
+  asio::awaitable<Reply> login(std::string email, std::string password);
+  asio::awaitable<Reply> get(std::string id);
+  asio::awaitable<Reply> find(std::string email);
+  asio::awaitable<Reply> change_email(std::string id, std::string new_email);
+  asio::awaitable<Reply> change_password(std::string id, std::string old_password, std::string new_password);
+  asio::awaitable<Reply> reset_request(std::string email);
+  asio::awaitable<Reply> reset_password(std::string id, std::string token, std::string new_password);
+  asio::awaitable<Reply> deactivate(std::string id);
+  asio::awaitable<Reply> reactivate(std::string id);
+  asio::awaitable<Reply> remove(std::string id);
+
+  Counts counts() const;
+  const PasswordPool& password_pool() const { return pool_; }
+  AccountIndex& index() { return index_; }
+
+ private:
+  struct Target;  // an account found by id, or the reply that says why not
+  Target find_by_id(const std::string& id_text) const;
+
+  asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);
+  asio::awaitable<std::optional<bool>> verify_on_pool(std::string hash, std::string password);
+  // Persists `next` as the account's new state (version+1) and publishes it; false: UNAVAILABLE.
+  asio::awaitable<bool> commit(Account& account, AccountRecord next);
+  asio::awaitable<bool> persist(Change change);
+  void count(std::optional<State> before, std::optional<State> after);
+  std::optional<Reply> check_password(const std::string& password) const;
+  Reply note_failed_login(Account& account);
+
+  Settings settings_;
+  asio::any_io_executor executor_;
+  Durability& durability_;
+  AccountIndex index_;
+  PasswordPool pool_;
+  std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
+  std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
+};
+
+}  // namespace accounts

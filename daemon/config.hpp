@@ -1,0 +1,48 @@
+#pragma once
+// accountsd's configuration: the TOML file, checked strictly. An unknown key, a wrong type or a
+// value out of range is an error that names the file, the key and where it stands.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "accounts/service.hpp"
+
+
+namespace accountsd {
+
+struct Config {
+  struct Server {
+    std::string listen = "127.0.0.1:7411";
+    std::string host = "127.0.0.1";  // derived from listen
+    uint16_t port = 7411;            // derived from listen; 0 picks a free port
+    unsigned threads = 0;            // 0 = one per core
+    size_t max_connections = 1024;
+    size_t max_line_bytes = 4096;
+    int64_t idle_timeout_s = 300;
+    int64_t shutdown_timeout_s = 10;
+  } server;
+  struct Auth {
+    std::string secret;
+  } auth;
+  struct Database {
+    std::string url;
+  } database;
+  accounts::Settings accounts;  // [accounts] and [password_hash]
+  unsigned password_workers = 0;  // as configured; 0 = one per core
+  struct Log {
+    std::string level = "info";
+  } log;
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+Config default_config();
+// Reads and checks `path`; throws ConfigError with a message fit for the operator.
+Config load_config(const std::string& path);
+// The same for TOML text; `source` names it in messages.
+Config parse_config(std::string_view text, std::string_view source);
+
+}  // namespace accountsd

@@ -1,0 +1,71 @@
+#pragma once
+// The network side of the daemon: the acceptor, the registry of live sessions, and what every
+// session shares (the command table, the settings that may change while running).
+// Includes Asio: only daemon/*.cpp include this.
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "daemon/config.hpp"
+#include "protocol/command_table.hpp"
+
+namespace accountsd {
+
+class Session;
+using Handler = std::function<asio::awaitable<protocol::Reply>(Session&, protocol::Args)>;
+using CommandTable = protocol::CommandTable<Handler>;
+
+class Server {
+ public:
+  Server(asio::io_context& io, const Config& config, const CommandTable& commands);
+
+  // Binds server.listen, or adopts an already-listening socket (socket activation) when fd >= 0.
+  void open(int inherited_fd = -1);
+  asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+  asio::awaitable<void> accept_loop();
+
+  // Stops accepting and asks every session to finish its current request and close.
+  void stop();
+  // Closes whatever sessions are still open (the end of the bounded shutdown wait).
+  void close_all();
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  size_t connections() const { return connections_.load(std::memory_order_relaxed); }
+
+  const Config& config() const { return config_; }
+  const CommandTable& commands() const { return commands_; }
+  bool secret_required() const;
+  bool secret_matches(std::string_view presented) const;  // constant time
+  void set_secret(std::string secret);
+
+  void count_request() { requests_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
+
+  // Sessions register themselves for the lifetime of their connection.
+  void attach(const std::shared_ptr<Session>& session);
+  void detach(Session* session);
+
+ private:
+  asio::awaitable<void> refuse(asio::ip::tcp::socket socket);
+
+  asio::io_context& io_;
+  const Config& config_;
+  const CommandTable& commands_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> connections_{0};
+  std::atomic<uint64_t> requests_{0};
+  mutable std::mutex mutex_;  // guards sessions_ and secret_
+  std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
+  std::string secret_;
+};
+
+// Logs the exception a spawned coroutine ended with; every co_spawn in the daemon uses it.
+void log_failure(const char* what, std::exception_ptr e);
+
+}  // namespace accountsd

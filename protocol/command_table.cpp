@@ -1,0 +1,15 @@
+#include "protocol/command_table.hpp"
+
+namespace protocol {
+
+std::optional<Reply> precheck(const CommandSpec& spec, size_t arg_count, const RequestContext& ctx) {
+  if (arg_count < static_cast<size_t>(spec.min_args) || arg_count > static_cast<size_t>(spec.max_args))
+    return Reply::error(Error::bad_request, "wrong number of arguments; usage: " + spec.usage);
+  if (!ctx.authenticated && !(spec.flags & kPublic))
+    return Reply::error(Error::auth_required, "AUTH first");
+  if (ctx.loading && !(spec.flags & kServedWhileLoading))
+    return Reply::error(Error::loading, std::string(ctx.loading_progress));
+  return std::nullopt;
+}
+
+}  // namespace protocol

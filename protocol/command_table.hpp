@@ -1,0 +1,86 @@
+#pragma once
+// The command table: every command registers its name, arity and flags here, and the checks that
+// every request passes (arity, authentication, loading) run once, before any handler.
+// Handler is whatever the caller dispatches to; the protocol layer never calls it.
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/reply.hpp"
+
+namespace protocol {
+
+// A request's arguments after the command name.
+using Args = std::span<const std::string>;
+
+enum CommandFlags : unsigned {
+  kNoFlags = 0,
+  kPublic = 1u << 0,            // allowed before AUTH
+  kMutating = 1u << 1,          // changes state; its OK means the change is durable
+  kServedWhileLoading = 1u << 2,  // answered while the warm-load is still running
+};
+
+struct CommandSpec {
+  std::string name;   // upper case
+  int min_args;       // not counting the command name
+  int max_args;
+  unsigned flags;
+  std::string usage;  // e.g. "REGISTER <email> <password>"
+};
+
+// What a connection is allowed at the moment a request arrives.
+struct RequestContext {
+  bool authenticated;
+  bool loading;
+  std::string_view loading_progress;
+};
+
+// The shared checks, in order: arity, then authentication, then loading. nullopt means "run it".
+std::optional<Reply> precheck(const CommandSpec& spec, size_t arg_count, const RequestContext& ctx);
+
+inline std::string upper_ascii(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return out;
+}
+
+template <class Handler>
+class CommandTable {
+ public:
+  struct Entry {
+    CommandSpec spec;
+    Handler handler;
+  };
+
+  void add(CommandSpec spec, Handler handler) {
+    spec.name = upper_ascii(spec.name);
+    std::string key = spec.name;
+    if (!entries_.emplace(key, Entry{std::move(spec), std::move(handler)}).second)
+      throw std::logic_error("command registered twice: " + key);
+  }
+
+  // Command names are case-insensitive.
+  const Entry* find(std::string_view name) const {
+    if (name.size() > 32) return nullptr;
+    auto it = entries_.find(upper_ascii(name));
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& [name, entry] : entries_) out.push_back(name);
+    return out;  // sorted: entries_ is ordered
+  }
+
+ private:
+  std::map<std::string, Entry, std::less<>> entries_;
+};
+
+}  // namespace protocol

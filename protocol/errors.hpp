@@ -1,0 +1,35 @@
+#pragma once
+// The one fixed list of error codes a reply can carry. docs/PROTOCOL.md documents each of them;
+// code_name() is the only place that knows how a code is spelled on the wire.
+#include <string_view>
+
+namespace protocol {
+
+enum class Error {
+  bad_request,
+  unknown_command,
+  line_too_long,
+  too_many_connections,
+  auth_required,
+  auth_failed,
+  invalid_email,
+  invalid_password,
+  email_taken,
+  not_found,
+  invalid_token,
+  token_expired,
+  invalid_state,
+  invalid_credentials,
+  not_confirmed,
+  deactivated,
+  locked,
+  busy,
+  unavailable,
+  loading,
+  shutting_down,
+  internal,
+};
+
+std::string_view code_name(Error code);
+
+}  // namespace protocol

@@ -1,0 +1,42 @@
+#pragma once
+// Cuts a byte stream into request lines. Pure: the session reads into prepare(), commits what
+// arrived, and takes frames with next(). Memory stays bounded: a line longer than max_line_bytes
+// is reported once as too_long and the rest of it is dropped as it arrives, never buffered.
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace protocol {
+
+class LineFramer {
+ public:
+  explicit LineFramer(size_t max_line_bytes) : max_line_bytes_(max_line_bytes) {}
+
+  enum class Kind { line, too_long };
+  struct Frame {
+    Kind kind;
+    std::string_view line;  // the line without LF or CRLF; valid until the next prepare()
+  };
+
+  // A writable region of `bytes` bytes at the end of the buffer; commit() what was written.
+  std::span<char> prepare(size_t bytes);
+  void commit(size_t bytes);
+
+  // The next complete frame, or nullopt when more bytes are needed.
+  std::optional<Frame> next();
+
+  // Bytes held that do not yet form a complete line.
+  size_t pending() const { return buffer_.size() - start_; }
+
+ private:
+  size_t max_line_bytes_;
+  std::string buffer_;
+  size_t start_ = 0;         // first byte not yet framed
+  size_t scanned_ = 0;       // bytes from start_ already known to hold no LF
+  size_t filled_ = 0;        // bytes of buffer_ holding data (the rest is prepare()'s region)
+  bool discarding_ = false;  // inside a line already reported as too long
+};
+
+}  // namespace protocol

@@ -1,0 +1,42 @@
+#include "protocol/reply.hpp"
+
+namespace protocol {
+
+Reply Reply::ok() { return Reply(true, Error::internal, "OK"); }
+
+Reply Reply::ok(std::string_view word) { return Reply(true, Error::internal, "OK " + std::string(word)); }
+
+Reply Reply::error(Error code, std::string_view message) {
+  std::string line = "ERR ";
+  line += code_name(code);
+  if (!message.empty()) {
+    line += ' ';
+    // The message runs to the end of the line, so it must not contain one.
+    for (char c : message) line += (c == '\n' || c == '\r') ? ' ' : c;
+  }
+  return Reply(false, code, std::move(line));
+}
+
+Reply& Reply::field(std::string_view key, std::string_view value) {
+  line_ += ' ';
+  line_ += key;
+  line_ += '=';
+  append_value(line_, value);
+  return *this;
+}
+
+void append_value(std::string& out, std::string_view value) {
+  bool needs_quotes = value.empty() || value.find_first_of(" \t\"\\=") != std::string_view::npos;
+  if (!needs_quotes) {
+    out += value;
+    return;
+  }
+  out += '"';
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
+}  // namespace protocol

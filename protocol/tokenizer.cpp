@@ -1,0 +1,84 @@
+#include "protocol/tokenizer.hpp"
+
+namespace protocol {
+namespace {
+
+bool is_separator(char c) { return c == ' ' || c == '\t'; }
+
+bool is_control(char c) {
+  auto u = static_cast<unsigned char>(c);
+  return (u < 0x20 && c != '\t') || u == 0x7f;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int extra;
+    char32_t cp;
+    char32_t min;
+    if ((c & 0xe0) == 0xc0) { extra = 1; cp = c & 0x1f; min = 0x80; }
+    else if ((c & 0xf0) == 0xe0) { extra = 2; cp = c & 0x0f; min = 0x800; }
+    else if ((c & 0xf8) == 0xf0) { extra = 3; cp = c & 0x07; min = 0x10000; }
+    else return false;
+    if (end - p <= extra) return false;
+    for (int i = 1; i <= extra; ++i) {
+      if ((p[i] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    p += extra + 1;
+  }
+  return true;
+}
+
+std::optional<std::string> tokenize(std::string_view line, std::vector<std::string>& args) {
+  args.clear();
+  for (char c : line) {
+    if (is_control(c)) return "control byte in request";
+  }
+  if (!is_valid_utf8(line)) return "request is not valid UTF-8";
+
+  size_t i = 0;
+  while (true) {
+    while (i < line.size() && is_separator(line[i])) ++i;
+    if (i == line.size()) return std::nullopt;
+
+    std::string& arg = args.emplace_back();
+    if (line[i] != '"') {
+      while (i < line.size() && !is_separator(line[i])) {
+        if (line[i] == '"') return "quote inside an unquoted argument";
+        arg += line[i++];
+      }
+      continue;
+    }
+
+    ++i;  // opening quote
+    bool closed = false;
+    while (i < line.size()) {
+      char c = line[i++];
+      if (c == '"') {
+        closed = true;
+        break;
+      }
+      if (c == '\\') {
+        if (i == line.size()) break;
+        char escaped = line[i++];
+        if (escaped != '"' && escaped != '\\') return "unknown escape in quoted argument";
+        c = escaped;
+      }
+      arg += c;
+    }
+    if (!closed) return "unterminated quote";
+    if (i < line.size() && !is_separator(line[i])) return "text after closing quote";
+  }
+}
+
+}  // namespace protocol
