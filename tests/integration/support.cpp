@@ -1,0 +1,208 @@
+#include "support.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace testing {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string config_text(const Settings& overrides) {
+  Settings settings = {
+      {"server.listen", "\"127.0.0.1:0\""},
+      {"server.shutdown_timeout_s", "10"},
+      {"password_hash.opslimit", "1"},
+      {"password_hash.memlimit_kib", "8"},
+      {"log.level", "\"debug\""},
+  };
+  for (const auto& [k, v] : overrides) settings[k] = v;
+  std::map<std::string, std::vector<std::string>> sections;
+  for (const auto& [k, v] : settings) {
+    auto dot = k.find('.');
+    sections[k.substr(0, dot)].push_back(k.substr(dot + 1) + " = " + v);
+  }
+  std::string text;
+  for (const auto& [section, lines] : sections) {
+    text += "[" + section + "]\n";
+    for (const auto& l : lines) text += l + "\n";
+  }
+  return text;
+}
+
+}  // namespace
+
+Daemon::Daemon(const Settings& overrides) {
+  char pattern[] = "/tmp/accountsd-test-XXXXXX";
+  if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = pattern;
+  std::ofstream(dir_ + "/config.toml") << config_text(overrides);
+
+  pid_ = fork();
+  if (pid_ == 0) {
+    int log = open((dir_ + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(log, 2);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    std::string config = dir_ + "/config.toml";
+    execl(ACCOUNTSD_BINARY, ACCOUNTSD_BINARY, "--config", config.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+
+  // The daemon binds port 0 and logs the port it got: no race for a "free" port.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string text = log();
+    auto at = text.find("listening on 127.0.0.1:");
+    if (at != std::string::npos) {
+      port_ = std::stoi(text.substr(at + std::strlen("listening on 127.0.0.1:")));
+      return;
+    }
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("accountsd exited at start:\n" + text);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  throw std::runtime_error("accountsd did not start listening:\n" + log());
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::remove((dir_ + "/config.toml").c_str());
+  std::remove((dir_ + "/stderr.log").c_str());
+  rmdir(dir_.c_str());
+}
+
+int Daemon::stop(int signal, std::chrono::seconds timeout) {
+  if (pid_ <= 0) throw std::runtime_error("daemon not running");
+  kill(pid_, signal);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  throw std::runtime_error("accountsd did not exit within the timeout");
+}
+
+std::string Daemon::log() const { return read_file(dir_ + "/stderr.log"); }
+
+long Daemon::rss_kib() const {
+  std::istringstream status(read_file("/proc/" + std::to_string(pid_) + "/status"));
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+Client::Client(int port) {
+  fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw std::runtime_error(std::string("connect failed: ") + std::strerror(errno));
+}
+
+Client::~Client() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void Client::send(const std::string& bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("send failed: ") + std::strerror(errno));
+    }
+    sent += static_cast<size_t>(n);
+  }
+}
+
+std::string Client::line(std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto lf = buffered_.find('\n');
+    if (lf != std::string::npos) {
+      std::string out = buffered_.substr(0, lf);
+      buffered_.erase(0, lf + 1);
+      return out;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) throw std::runtime_error("no reply line within the timeout; got so far: " + buffered_);
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[65536];
+    ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+    if (n == 0) throw std::runtime_error("connection closed by the server; got so far: " + buffered_);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("recv failed: ") + std::strerror(errno));
+    }
+    buffered_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+bool Client::closed_within(std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+    if (n > 0) buffered_.append(chunk, static_cast<size_t>(n));
+  }
+  return false;
+}
+
+std::optional<std::string> field(const std::string& reply, const std::string& key) {
+  std::string needle = " " + key + "=";
+  auto at = reply.find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  size_t i = at + needle.size();
+  if (i < reply.size() && reply[i] == '"') {
+    std::string value;
+    for (++i; i < reply.size() && reply[i] != '"'; ++i) {
+      if (reply[i] == '\\' && i + 1 < reply.size()) ++i;
+      value += reply[i];
+    }
+    return value;
+  }
+  auto end = reply.find(' ', i);
+  return reply.substr(i, end == std::string::npos ? std::string::npos : end - i);
+}
+
+bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+}  // namespace testing

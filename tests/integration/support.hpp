@@ -1,0 +1,64 @@
+#pragma once
+// Test support: start the real build/accountsd with a generated config, find the port it bound,
+// and talk to it over plain blocking sockets, the way a backend or netcat would.
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace testing {
+
+using Settings = std::map<std::string, std::string>;  // "section.key" -> TOML value text
+
+class Daemon {
+ public:
+  // Starts accountsd with cheap password hashing, a free port on 127.0.0.1, and `overrides`.
+  explicit Daemon(const Settings& overrides = {});
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // Sends `signal` and waits for the exit; returns the exit status (128+N when killed by N).
+  int stop(int signal = 15, std::chrono::seconds timeout = std::chrono::seconds(30));
+  std::string log() const;  // everything the daemon wrote to stderr so far
+  long rss_kib() const;     // resident memory, from /proc
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+class Client {
+ public:
+  explicit Client(int port);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void send(const std::string& bytes);
+  // The next reply line without its LF; throws if none arrives within `timeout`.
+  std::string line(std::chrono::seconds timeout = std::chrono::seconds(30));
+  std::string call(const std::string& request) {
+    send(request + "\n");
+    return line();
+  }
+  // True when the server closes the connection within `timeout` (no further bytes arrive).
+  bool closed_within(std::chrono::seconds timeout);
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string buffered_;
+};
+
+// The value of `key` in a reply such as `OK id=... email=...` (unquoting as the protocol says).
+std::optional<std::string> field(const std::string& reply, const std::string& key);
+bool starts_with(const std::string& text, const std::string& prefix);
+
+}  // namespace testing

@@ -1,0 +1,202 @@
+// accounts/: emails, ids, tokens, the state machine's whole table and the index under races.
+#include <catch2/catch.hpp>
+#include <atomic>
+#include <latch>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "accounts/account.hpp"
+#include "accounts/email.hpp"
+#include "accounts/index.hpp"
+#include "accounts/lifecycle.hpp"
+#include "accounts/secrets.hpp"
+#include "accounts/uuid.hpp"
+
+using namespace accounts;
+using protocol::Error;
+
+TEST_CASE("email: accepted forms are normalized by lower-casing ASCII only", "[email]") {
+  CHECK(check_email("Alice@Example.COM").normalized == "alice@example.com");
+  CHECK(check_email("a.b+tag@sub.example.co.uk").normalized == "a.b+tag@sub.example.co.uk");
+  CHECK(check_email("\xc3\x89lise@example.com").normalized == "\xc3\x89lise@example.com");  // É kept as is
+  CHECK(check_email(std::string(64, 'a') + "@example.com").normalized.has_value());
+  std::string longest = std::string(64, 'a') + "@" + std::string(63, 'b') + "." + std::string(63, 'c') + "." +
+                        std::string(61, 'd');
+  REQUIRE(longest.size() == 254);
+  CHECK(check_email(longest).normalized.has_value());
+}
+
+TEST_CASE("email: the awkward cases are refused with a reason", "[email]") {
+  for (const char* bad : {"", "plain", "@example.com", "a@", "a@b", "a@.b.com", "a@b..com", "a@b.com.", "a@@b.com",
+                          "a@b@c.com", "a b@c.com", "a\t@b.com", "a@b.com\x7f", "\"a@b\"@c.com", ".@"}) {
+    auto checked = check_email(bad);
+    CHECK_FALSE(checked.normalized);
+    CHECK_FALSE(checked.problem.empty());
+  }
+  CHECK_FALSE(check_email(std::string(65, 'a') + "@example.com").normalized);
+  CHECK_FALSE(check_email(std::string(64, 'a') + "@" + std::string(190, 'b') + ".com").normalized);  // 259 bytes
+}
+
+TEST_CASE("UUIDv7: canonical text, version and variant bits, time order, parsing", "[uuid]") {
+  Uuid a = Uuid::v7(1'700'000'000'000);
+  Uuid b = Uuid::v7(1'700'000'000'001);
+  std::string text = a.to_string();
+  CHECK(text.size() == 36);
+  CHECK(text[8] == '-');
+  CHECK(text[14] == '7');
+  CHECK(std::string("89ab").find(text[19]) != std::string::npos);
+  CHECK(text.find_first_of("ABCDEF") == std::string::npos);
+  CHECK(a < b);
+  CHECK(Uuid::parse(text) == a);
+  CHECK(Uuid::parse(text.substr(0, 8) + text.substr(9) + "0") == std::nullopt);  // a dash in the wrong place
+  CHECK(Uuid::parse("01A20CC1-7344-7DAE-AA15-339ECE76400D").has_value());
+  CHECK_FALSE(Uuid::parse("01a20cc1-7344-7dae-aa15-339ece76400"));
+  CHECK_FALSE(Uuid::parse("01a20cc1x7344-7dae-aa15-339ece76400d"));
+  CHECK_FALSE(Uuid::parse("g1a20cc1-7344-7dae-aa15-339ece76400d"));
+  std::set<std::string> seen;
+  for (int i = 0; i < 10000; ++i) seen.insert(Uuid::v7(1).to_string());
+  CHECK(seen.size() == 10000);  // same millisecond, still unique
+}
+
+TEST_CASE("tokens: 256 random bits, URL-safe, kept only as a digest", "[secrets]") {
+  init_secrets();
+  std::string t1 = new_token(), t2 = new_token();
+  CHECK(t1.size() == 43);
+  CHECK(t1 != t2);
+  CHECK(t1.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == std::string::npos);
+  CHECK(same_digest(digest_token(t1), digest_token(t1)));
+  CHECK_FALSE(same_digest(digest_token(t1), digest_token(t2)));
+}
+
+TEST_CASE("passwords: Argon2id, verification, rehash when the parameters change", "[secrets]") {
+  init_secrets();
+  HashParams cheap{1, 8}, stronger{2, 16};
+  std::string hash = hash_password("correct horse", cheap);
+  CHECK(hash.rfind("$argon2id$v=19$", 0) == 0);
+  CHECK(is_password_hash(hash));
+  CHECK_FALSE(is_password_hash("md5:abc"));
+  CHECK(verify_password(hash, "correct horse"));
+  CHECK_FALSE(verify_password(hash, "correct horsE"));
+  CHECK_FALSE(needs_rehash(hash, cheap));
+  CHECK(needs_rehash(hash, stronger));
+}
+
+TEST_CASE("the state machine: every action from every state", "[lifecycle]") {
+  using S = State;
+  using A = Action;
+  struct Row {
+    A action;
+    S from;
+    bool ever_confirmed;
+    bool allowed;
+    S next;
+    Error error;
+  };
+  const Error none = Error::internal;
+  const Row table[] = {
+      {A::confirm, S::unconfirmed, false, true, S::active, none},
+      {A::confirm, S::active, true, false, S::active, Error::invalid_state},
+      {A::confirm, S::deactivated, false, false, S::deactivated, Error::invalid_state},
+      {A::resend, S::unconfirmed, false, true, S::unconfirmed, none},
+      {A::resend, S::active, true, false, S::active, Error::invalid_state},
+      {A::resend, S::deactivated, false, false, S::deactivated, Error::invalid_state},
+      {A::login, S::unconfirmed, false, false, S::unconfirmed, Error::not_confirmed},
+      {A::login, S::active, true, true, S::active, none},
+      {A::login, S::deactivated, true, false, S::deactivated, Error::deactivated},
+      {A::change_email, S::unconfirmed, false, true, S::unconfirmed, none},
+      {A::change_email, S::active, true, true, S::active, none},
+      {A::change_email, S::deactivated, true, true, S::deactivated, none},
+      {A::change_password, S::unconfirmed, false, true, S::unconfirmed, none},
+      {A::change_password, S::active, true, true, S::active, none},
+      {A::change_password, S::deactivated, true, true, S::deactivated, none},
+      {A::reset_request, S::unconfirmed, false, true, S::unconfirmed, none},
+      {A::reset_request, S::active, true, true, S::active, none},
+      {A::reset_request, S::deactivated, true, false, S::deactivated, Error::invalid_state},
+      {A::reset_password, S::unconfirmed, false, true, S::unconfirmed, none},
+      {A::reset_password, S::active, true, true, S::active, none},
+      {A::reset_password, S::deactivated, true, false, S::deactivated, Error::invalid_state},
+      {A::deactivate, S::unconfirmed, false, true, S::deactivated, none},
+      {A::deactivate, S::active, true, true, S::deactivated, none},
+      {A::deactivate, S::deactivated, true, false, S::deactivated, Error::invalid_state},
+      {A::reactivate, S::unconfirmed, false, false, S::unconfirmed, Error::invalid_state},
+      {A::reactivate, S::active, true, false, S::active, Error::invalid_state},
+      {A::reactivate, S::deactivated, true, true, S::active, none},
+      {A::reactivate, S::deactivated, false, true, S::unconfirmed, none},
+      {A::remove, S::unconfirmed, false, true, S::unconfirmed, none},
+      {A::remove, S::active, true, true, S::active, none},
+      {A::remove, S::deactivated, true, true, S::deactivated, none},
+  };
+  for (const auto& row : table) {
+    INFO("action " << static_cast<int>(row.action) << " from " << state_name(row.from));
+    auto t = transition(row.from, row.action, row.ever_confirmed);
+    CHECK(t.allowed == row.allowed);
+    if (row.allowed) CHECK(t.next == row.next);
+    else CHECK(t.error == row.error);
+  }
+}
+
+TEST_CASE("index: threads racing insert-if-absent on the same keys get one winner per key", "[index]") {
+  IndexRuntime runtime;
+  AccountIndex index(4096);
+  const int threads = 4, keys = 20000;
+  std::vector<std::vector<std::shared_ptr<Account>>> mine(threads);
+  std::atomic<int> wins{0};
+  std::latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      IndexThread attached;
+      start.arrive_and_wait();
+      for (int k = 0; k < keys; ++k) {
+        AccountRecord r;
+        r.email = "user" + std::to_string(k) + "@example.com";
+        auto account = std::make_shared<Account>(r, Account::Presence::live);
+        if (index.reserve_email(r.email, account)) {
+          wins.fetch_add(1);
+          mine[t].push_back(account);
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+  CHECK(wins.load() == keys);
+  CHECK(index.email_count() == static_cast<size_t>(keys));
+  // The winner of each key is the one the index returns.
+  for (const auto& owned : mine)
+    for (const auto& account : owned) REQUIRE(index.by_email(account->record().email) == account);
+
+  // Erase frees a key for the next insert; ids work the same way.
+  index.erase_email("user7@example.com");
+  CHECK(index.by_email("user7@example.com") == nullptr);
+  auto again = std::make_shared<Account>(AccountRecord{}, Account::Presence::live);
+  CHECK(index.reserve_email("user7@example.com", again));
+  Uuid id = Uuid::v7(5);
+  CHECK(index.insert_id(id, again));
+  CHECK_FALSE(index.insert_id(id, again));
+  CHECK(index.by_id(id) == again);
+  index.erase_id(id);
+  CHECK(index.by_id(id) == nullptr);
+}
+
+TEST_CASE("index: lookups run concurrently with inserts and erases", "[index]") {
+  IndexRuntime runtime;
+  AccountIndex index(1024);
+  std::atomic<bool> done{false};
+  std::atomic<long> found{0};
+  std::thread reader([&] {
+    IndexThread attached;
+    while (!done.load())
+      for (int k = 0; k < 100; ++k)
+        if (index.by_email("k" + std::to_string(k) + "@x.io")) found.fetch_add(1);
+  });
+  for (int round = 0; round < 200; ++round)
+    for (int k = 0; k < 100; ++k) {
+      std::string key = "k" + std::to_string(k) + "@x.io";
+      index.reserve_email(key, std::make_shared<Account>(AccountRecord{}, Account::Presence::live));
+      index.erase_email(key);
+    }
+  done = true;
+  reader.join();
+  CHECK(index.email_count() == 0);
+  SUCCEED("no crash, no leak reported, readers never blocked writers");
+}

@@ -1,0 +1,106 @@
+// daemon/config: defaults, every key, and the errors an operator sees.
+#include <catch2/catch.hpp>
+
+#include "daemon/config.hpp"
+
+using namespace accountsd;
+
+static std::string error_of(std::string_view text) {
+  try {
+    parse_config(text, "test.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_CASE("defaults match the documented ones", "[config]") {
+  Config c = parse_config("", "empty.toml");
+  CHECK(c.server.listen == "127.0.0.1:7411");
+  CHECK(c.server.port == 7411);
+  CHECK(c.server.threads >= 1);  // 0 means one per core
+  CHECK(c.server.max_connections == 1024);
+  CHECK(c.server.max_line_bytes == 4096);
+  CHECK(c.server.idle_timeout_s == 300);
+  CHECK(c.auth.secret.empty());
+  CHECK(c.database.url.empty());
+  CHECK(c.accounts.min_password_length == 8);
+  CHECK(c.accounts.confirm_token_ttl_s == 86400);
+  CHECK(c.accounts.reset_token_ttl_s == 3600);
+  CHECK(c.accounts.lockout_threshold == 5);
+  CHECK(c.accounts.lockout_window_s == 900);
+  CHECK(c.accounts.hash.opslimit == 2);
+  CHECK(c.accounts.hash.memlimit_kib == 65536);
+  CHECK(c.accounts.hash_workers >= 1);
+  CHECK(c.log.level == "info");
+}
+
+TEST_CASE("every key is read", "[config]") {
+  Config c = parse_config(R"(
+[server]
+listen = "[::1]:9000"
+threads = 3
+max_connections = 10
+max_line_bytes = 512
+idle_timeout_s = 7
+shutdown_timeout_s = 4
+[auth]
+secret = "s"
+[database]
+url = "host=/tmp dbname=x"
+[accounts]
+min_password_length = 12
+confirm_token_ttl_s = 60
+reset_token_ttl_s = 30
+lockout_threshold = 2
+lockout_window_s = 5
+expected_accounts = 5000
+[password_hash]
+opslimit = 3
+memlimit_kib = 1024
+workers = 5
+max_queue = 9
+[log]
+level = "debug"
+)", "full.toml");
+  CHECK(c.server.host == "::1");
+  CHECK(c.server.port == 9000);
+  CHECK(c.server.threads == 3);
+  CHECK(c.server.max_connections == 10);
+  CHECK(c.server.max_line_bytes == 512);
+  CHECK(c.server.idle_timeout_s == 7);
+  CHECK(c.server.shutdown_timeout_s == 4);
+  CHECK(c.auth.secret == "s");
+  CHECK(c.database.url == "host=/tmp dbname=x");
+  CHECK(c.accounts.min_password_length == 12);
+  CHECK(c.accounts.confirm_token_ttl_s == 60);
+  CHECK(c.accounts.reset_token_ttl_s == 30);
+  CHECK(c.accounts.lockout_threshold == 2);
+  CHECK(c.accounts.lockout_window_s == 5);
+  CHECK(c.accounts.expected_accounts == 5000);
+  CHECK(c.accounts.hash.opslimit == 3);
+  CHECK(c.accounts.hash.memlimit_kib == 1024);
+  CHECK(c.accounts.hash_workers == 5);
+  CHECK(c.accounts.hash_max_queue == 9);
+  CHECK(c.log.level == "debug");
+}
+
+TEST_CASE("config errors name the file, the key and the position", "[config]") {
+  CHECK(error_of("[server]\nlisten = \n") .find("test.toml (line 2") != std::string::npos);
+  CHECK(error_of("[server]\nlistn = \"x\"\n") == "test.toml: server.listn (line 2, column 9): unknown key");
+  CHECK(error_of("[srever]\nlisten = \"x\"\n").find("srever.listen") != std::string::npos);
+  CHECK(error_of("threads = 2\n").find("unknown key") != std::string::npos);
+  CHECK(error_of("[server]\nthreads = \"2\"\n") == "test.toml: server.threads (line 2, column 11): must be an integer");
+  CHECK(error_of("[server]\nthreads = 2.5\n").find("must be an integer") != std::string::npos);
+  CHECK(error_of("[server]\nmax_connections = 0\n").find("must be between 1 and") != std::string::npos);
+  CHECK(error_of("[server]\nidle_timeout_s = -5\n").find("must be between") != std::string::npos);
+  CHECK(error_of("[server]\nlisten = \"nohost\"\n").find("HOST:PORT") != std::string::npos);
+  CHECK(error_of("[server]\nlisten = \"1.2.3.4:99999\"\n").find("HOST:PORT") != std::string::npos);
+  CHECK(error_of("[auth]\nsecret = 5\n").find("must be a string") != std::string::npos);
+  CHECK(error_of("[log]\nlevel = \"loud\"\n").find("must be one of") != std::string::npos);
+  CHECK(error_of("[password_hash]\nmemlimit_kib = 4\n").find("between 8 and") != std::string::npos);
+}
+
+TEST_CASE("a missing file is an error, not defaults", "[config]") {
+  CHECK_THROWS_AS(load_config("/nonexistent/accountsd.toml"), ConfigError);
+}

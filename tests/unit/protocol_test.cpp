@@ -1,0 +1,162 @@
+// protocol/: tokenizer, reply formatting, framing and the command table, without sockets.
+#include <catch2/catch.hpp>
+
+#include "protocol/command_table.hpp"
+#include "protocol/framer.hpp"
+#include "protocol/reply.hpp"
+#include "protocol/tokenizer.hpp"
+
+using namespace protocol;
+using Words = std::vector<std::string>;
+
+static Words tokens(std::string_view line) {
+  Words args;
+  auto error = tokenize(line, args);
+  if (error) FAIL("unexpected error: " << *error);
+  return args;
+}
+
+static std::string malformed(std::string_view line) {
+  Words args;
+  auto error = tokenize(line, args);
+  return error ? *error : "";
+}
+
+TEST_CASE("tokenizer splits on runs of spaces and tabs", "[tokenizer]") {
+  CHECK(tokens("PING") == Words{"PING"});
+  CHECK(tokens("  REGISTER\t a@b.c   pw  ") == Words{"REGISTER", "a@b.c", "pw"});
+  CHECK(tokens("").empty());
+  CHECK(tokens(" \t ").empty());
+}
+
+TEST_CASE("tokenizer: quoted arguments and their escapes", "[tokenizer]") {
+  CHECK(tokens(R"(AUTH "a b")") == Words{"AUTH", "a b"});
+  CHECK(tokens(R"(X "" y)") == Words{"X", "", "y"});
+  CHECK(tokens(R"(X "say \"hi\"" "back\\slash")") == Words{"X", "say \"hi\"", "back\\slash"});
+  CHECK(tokens("X \"tab\there\"") == Words{"X", "tab\there"});
+  CHECK(tokens(R"(X a\b)") == Words{"X", "a\\b"});  // outside quotes a backslash is just a byte
+  CHECK(tokens("X \"caf\xc3\xa9\"") == Words{"X", "caf\xc3\xa9"});
+}
+
+TEST_CASE("tokenizer rejects what the protocol calls malformed", "[tokenizer]") {
+  CHECK(malformed(R"(X "open)") == "unterminated quote");
+  CHECK(malformed(R"(X "ends with backslash\)") == "unterminated quote");
+  CHECK(malformed(R"(X "bad \n escape")") == "unknown escape in quoted argument");
+  CHECK(malformed(R"(X "a"b)") == "text after closing quote");
+  CHECK(malformed(R"(X a"b)") == "quote inside an unquoted argument");
+  CHECK(malformed(std::string_view("X \0", 3)) == "control byte in request");
+  CHECK(malformed("X \x01") == "control byte in request");
+  CHECK(malformed("X \x7f") == "control byte in request");
+  CHECK(malformed("X \"\x1b[31m\"") == "control byte in request");
+  CHECK(malformed("X \xff") == "request is not valid UTF-8");
+}
+
+TEST_CASE("UTF-8 validation", "[tokenizer]") {
+  CHECK(is_valid_utf8("plain"));
+  CHECK(is_valid_utf8("\xe2\x82\xac \xf0\x9f\x98\x80"));  // euro sign, emoji
+  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));                  // overlong '/'
+  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));              // surrogate
+  CHECK_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));          // past U+10FFFF
+  CHECK_FALSE(is_valid_utf8("\xe2\x82"));                  // truncated
+  CHECK_FALSE(is_valid_utf8("\x80"));                      // lone continuation
+}
+
+TEST_CASE("replies: OK with fields, quoting when needed; ERR with code and message", "[reply]") {
+  CHECK(Reply::ok().line() == "OK");
+  CHECK(Reply::ok("pong").line() == "OK pong");
+  CHECK(Reply::ok().field("id", "abc").field("version", 3).line() == "OK id=abc version=3");
+  CHECK(Reply::ok().field("v", "").line() == R"(OK v="")");
+  CHECK(Reply::ok().field("v", "a b").line() == R"(OK v="a b")");
+  CHECK(Reply::ok().field("v", "a=b").line() == R"(OK v="a=b")");
+  CHECK(Reply::ok().field("v", "say \"x\"").line() == R"(OK v="say \"x\"")");
+  CHECK(Reply::ok().field("v", "back\\slash").line() == R"(OK v="back\\slash")");
+  CHECK(Reply::ok().field("v", "tab\there").line() == "OK v=\"tab\there\"");
+  auto e = Reply::error(Error::not_found, "no such account");
+  CHECK(e.line() == "ERR NOT_FOUND no such account");
+  CHECK_FALSE(e.is_ok());
+  CHECK(e.code() == Error::not_found);
+  CHECK(Reply::error(Error::internal, "multi\nline").line() == "ERR INTERNAL multi line");
+}
+
+TEST_CASE("a quoted reply value reads back through the tokenizer unchanged", "[reply][tokenizer]") {
+  for (std::string value : {"", "plain", "a b", "q\"uote", "back\\slash", "k=v", " \t "}) {
+    std::string line = "X ";
+    append_value(line, value);
+    CHECK(tokens(line) == Words{"X", value});
+  }
+}
+
+TEST_CASE("every error code has its upper-case wire name", "[reply]") {
+  CHECK(code_name(Error::bad_request) == "BAD_REQUEST");
+  CHECK(code_name(Error::line_too_long) == "LINE_TOO_LONG");
+  CHECK(code_name(Error::too_many_connections) == "TOO_MANY_CONNECTIONS");
+  CHECK(code_name(Error::email_taken) == "EMAIL_TAKEN");
+  CHECK(code_name(Error::unavailable) == "UNAVAILABLE");
+  CHECK(code_name(Error::loading) == "LOADING");
+}
+
+namespace {
+std::vector<std::string> frames(LineFramer& f, std::string_view bytes) {
+  auto space = f.prepare(bytes.size());
+  std::copy(bytes.begin(), bytes.end(), space.begin());
+  f.commit(bytes.size());
+  std::vector<std::string> out;
+  while (auto frame = f.next())
+    out.push_back(frame->kind == LineFramer::Kind::too_long ? "<too long>" : std::string(frame->line));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("framer: lines, CRLF, lines split across reads", "[framer]") {
+  LineFramer f(16);
+  CHECK(frames(f, "PING\nHELP\r\nPAR") == std::vector<std::string>{"PING", "HELP"});
+  CHECK(f.pending() == 3);
+  CHECK(frames(f, "T") == std::vector<std::string>{});
+  CHECK(frames(f, "IAL\n") == std::vector<std::string>{"PARTIAL"});
+  CHECK(frames(f, "\n") == std::vector<std::string>{""});
+  CHECK(frames(f, "only\rCR inside\n") == std::vector<std::string>{"only\rCR inside"});
+}
+
+TEST_CASE("framer: an over-long line is reported once and discarded as it arrives", "[framer]") {
+  LineFramer f(8);
+  CHECK(frames(f, "12345678\n") == std::vector<std::string>{"12345678"});    // at the limit
+  CHECK(frames(f, "12345678\r\n") == std::vector<std::string>{"12345678"});  // CR does not count
+  CHECK(frames(f, "123456789\nOK\n") == std::vector<std::string>{"<too long>", "OK"});
+  CHECK(frames(f, "AAAAAAAAAAAAAAAAAAAA") == std::vector<std::string>{"<too long>"});
+  CHECK(f.pending() == 0);  // nothing of it is kept
+  CHECK(frames(f, std::string(1000, 'B')) == std::vector<std::string>{});
+  CHECK(f.pending() == 0);
+  CHECK(frames(f, "BBB\nPING\n") == std::vector<std::string>{"PING"});
+}
+
+TEST_CASE("command table: case-insensitive lookup, sorted names, no duplicates", "[commands]") {
+  CommandTable<int> table;
+  table.add({"ping", 0, 0, kPublic, "PING"}, 1);
+  table.add({"GET", 1, 1, kNoFlags, "GET <id>"}, 2);
+  REQUIRE(table.find("PING") != nullptr);
+  CHECK(table.find("pInG")->handler == 1);
+  CHECK(table.find("get")->spec.name == "GET");
+  CHECK(table.find("nope") == nullptr);
+  CHECK(table.find(std::string(100, 'A')) == nullptr);
+  CHECK(table.names() == std::vector<std::string>{"GET", "PING"});
+  CHECK_THROWS_AS(table.add({"Get", 0, 0, kNoFlags, "GET"}, 3), std::logic_error);
+}
+
+TEST_CASE("precheck: arity, then authentication, then loading", "[commands]") {
+  CommandSpec get{"GET", 1, 1, kNoFlags, "GET <id>"};
+  CommandSpec ping{"PING", 0, 0, kPublic, "PING"};
+  CommandSpec help{"HELP", 0, 0, kPublic | kServedWhileLoading, "HELP"};
+  RequestContext open{true, false, {}};
+  RequestContext locked{false, false, {}};
+  RequestContext loading{true, true, "rows=10 percent=1"};
+
+  CHECK_FALSE(precheck(get, 1, open));
+  CHECK(precheck(get, 0, open)->line() == "ERR BAD_REQUEST wrong number of arguments; usage: GET <id>");
+  CHECK(precheck(get, 2, open)->code() == Error::bad_request);
+  CHECK(precheck(get, 2, locked)->code() == Error::bad_request);  // arity first
+  CHECK(precheck(get, 1, locked)->code() == Error::auth_required);
+  CHECK_FALSE(precheck(ping, 0, locked));
+  CHECK(precheck(get, 1, loading)->line() == "ERR LOADING rows=10 percent=1");
+  CHECK(precheck(ping, 0, loading)->code() == Error::loading);  // PING is the readiness probe
+  CHECK_FALSE(precheck(help, 0, loading));
+}
