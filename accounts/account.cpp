@@ -43,6 +43,11 @@ asio::awaitable<protocol::Reply> Account::ask(asio::any_io_executor executor, Jo
   co_return co_await suspend_until<protocol::Reply>(std::move(post_to_mailbox));
 }
 
+void Account::tell(const asio::any_io_executor& executor, Job job) {
+  Completion<protocol::Reply> ignore = [](protocol::Reply) {};
+  enqueue(std::make_unique<Message>(Message{std::move(job), std::move(ignore), nullptr}), executor);
+}
+
 void Account::enqueue(std::unique_ptr<Message> message, const asio::any_io_executor& executor) {
   bool start = false;
   {

@@ -45,6 +45,8 @@ class Account : public std::enable_shared_from_this<Account> {
   // co_await (password pool, durability); ask() resumes the caller with the job's reply.
   using Job = UniqueFunction<asio::awaitable<protocol::Reply>(Account&)>;
   asio::awaitable<protocol::Reply> ask(asio::any_io_executor executor, Job job);
+  // The same without waiting for the reply.
+  void tell(const asio::any_io_executor& executor, Job job);
 
   // Actor only: the committed record and presence, read without the lock (only the actor writes).
   const AccountRecord& record() const { return record_; }
@@ -52,6 +54,11 @@ class Account : public std::enable_shared_from_this<Account> {
   // Actor only: makes `next` the committed record that readers see from now on.
   void publish(AccountRecord next, Presence presence = Presence::live);
   void publish_presence(Presence presence);
+
+  // Actor only: a change was sent to the database but its outcome is not known yet (the write
+  // timed out). Until it is, further changes answer UNAVAILABLE; reads and logins carry on.
+  bool in_doubt() const { return in_doubt_; }
+  void set_in_doubt(bool in_doubt) { in_doubt_ = in_doubt; }
 
   // Actor only: failed-login throttling; it lives in memory and is never persisted.
   struct Throttle {
@@ -69,6 +76,7 @@ class Account : public std::enable_shared_from_this<Account> {
 
   mutable SpinLock lock_;  // guards record_ and presence_ against readers, and the mailbox
   bool running_ = false;   // a drain coroutine exists
+  bool in_doubt_ = false;
   Presence presence_;
   AccountRecord record_;
   Throttle throttle_;

@@ -1,5 +1,11 @@
 #include "accounts/service.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <mutex>
+
 #include "accounts/email.hpp"
 #include "accounts/lifecycle.hpp"
 
@@ -44,6 +50,40 @@ PendingToken pending_token(const std::string& token, int64_t now, int64_t ttl_s)
   return PendingToken{digest_token(token), now + ttl_s * 1000};
 }
 
+Reply in_doubt() {
+  return Reply::error(Error::unavailable, "an earlier change to this account is still being written; retry later");
+}
+
+// The answer for a job that finds its account gone or with a change still in doubt.
+std::optional<Reply> unchangeable(const Account& a) {
+  if (a.presence() != Account::Presence::live) return not_found();
+  if (a.in_doubt()) return in_doubt();
+  return std::nullopt;
+}
+
+// The fate of one write, handed to whoever waits for it when it arrives: the job itself (within
+// write_timeout), or afterwards a late settlement posted into the account's actor.
+struct WriteTicket {
+  std::mutex mutex;
+  std::optional<bool> outcome;
+  Completion<std::optional<bool>> waiter;
+  UniqueFunction<void(bool)> late;
+};
+
+void resolve(const std::shared_ptr<WriteTicket>& ticket, bool committed) {
+  std::unique_lock lock(ticket->mutex);
+  ticket->outcome = committed;
+  if (ticket->waiter) {
+    auto waiter = std::move(ticket->waiter);
+    lock.unlock();
+    waiter(committed);
+  } else if (ticket->late) {
+    auto late = std::move(ticket->late);
+    lock.unlock();
+    late(committed);
+  }
+}
+
 }  // namespace
 
 struct AccountService::Target {
@@ -55,14 +95,14 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
     : settings_(settings),
       executor_(std::move(executor)),
       durability_(durability),
-      index_(settings.expected_accounts),
+      index_(std::make_unique<AccountIndex>(settings.expected_accounts)),
       pool_(settings.hash_workers, settings.hash_max_queue),
       dummy_hash_(hash_password("accountsd: no such account", settings.hash)) {}
 
 AccountService::Target AccountService::find_by_id(const std::string& id_text) const {
   auto id = Uuid::parse(id_text);
   if (!id) return {nullptr, Reply::error(Error::bad_request, "malformed account id")};
-  auto account = index_.by_id(*id);
+  auto account = index_->by_id(*id);
   if (!account) return {nullptr, not_found()};
   return {std::move(account), std::nullopt};
 }
@@ -98,21 +138,90 @@ asio::awaitable<std::optional<bool>> AccountService::verify_on_pool(std::string 
   co_return co_await suspend_until<std::optional<bool>>(std::move(start));
 }
 
-asio::awaitable<bool> AccountService::persist(Change change) {
-  auto start = [this, change = std::move(change)](Completion<bool> done) mutable {
-    durability_.persist(std::move(change), std::move(done));
+asio::awaitable<bool> AccountService::persist(Account& account, Change change, Settle settle) {
+  auto ticket = std::make_shared<WriteTicket>();
+  durability_.persist(std::move(change), [ticket](bool committed) { resolve(ticket, committed); });
+
+  // Wait for the outcome, but no longer than write_timeout. The timer lives on the actor's strand.
+  auto executor = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(executor, settings_.write_timeout);
+  auto start = [ticket, timer](Completion<std::optional<bool>> done) mutable {
+    std::unique_lock lock(ticket->mutex);
+    if (ticket->outcome) {
+      bool committed = *ticket->outcome;
+      lock.unlock();
+      done(committed);
+      return;
+    }
+    ticket->waiter = std::move(done);
+    lock.unlock();
+    timer->async_wait([ticket](const asio::error_code&) {
+      std::unique_lock lock(ticket->mutex);
+      if (!ticket->waiter) return;
+      auto waiter = std::move(ticket->waiter);
+      lock.unlock();
+      waiter(std::nullopt);
+    });
   };
-  co_return co_await suspend_until<bool>(std::move(start));
+  std::optional<bool> outcome = co_await suspend_until<std::optional<bool>>(std::move(start));
+  timer->cancel();
+  if (outcome) {
+    settle(account, *outcome);
+    co_return *outcome;
+  }
+
+  // Timed out: the writer still holds the change and will commit it once it can. Until it says
+  // so, this account takes no further change; then the settlement runs inside its actor.
+  account.set_in_doubt(true);
+  spdlog::warn("account {}: change not durable within {} ms; answering UNAVAILABLE until the database answers",
+               account.record().id.to_string(), settings_.write_timeout.count());
+  UniqueFunction<void(bool)> late = [this, self = account.shared_from_this(), settle = std::move(settle)](bool committed) {
+    Account::Job job = [settle, committed](Account& a) -> asio::awaitable<Reply> {
+      settle(a, committed);
+      a.set_in_doubt(false);
+      spdlog::info("account {}: the delayed change was {}", a.record().id.to_string(),
+                   committed ? "committed after all" : "not stored");
+      co_return Reply::ok();
+    };
+    self->tell(executor_, std::move(job));
+  };
+  std::unique_lock lock(ticket->mutex);
+  if (ticket->outcome) {  // it arrived between the timeout and now
+    bool committed = *ticket->outcome;
+    lock.unlock();
+    late(committed);
+  } else {
+    ticket->late = std::move(late);
+  }
+  co_return false;
 }
 
-asio::awaitable<bool> AccountService::commit(Account& account, AccountRecord next) {
+asio::awaitable<bool> AccountService::commit(Account& account, AccountRecord next, Settle also) {
   next.version = account.record().version + 1;
   next.updated_ms = now_ms();
   Change change{false, next};
-  if (!co_await persist(std::move(change))) co_return false;
-  count(account.record().state, next.state);
-  account.publish(std::move(next));
-  co_return true;
+  Settle settle = [this, next = std::move(next), also = std::move(also)](Account& a, bool committed) {
+    if (committed) {
+      count(a.record().state, next.state);
+      a.publish(next);
+    }
+    if (also) also(a, committed);
+  };
+  co_return co_await persist(account, std::move(change), std::move(settle));
+}
+
+void AccountService::prepare_index(size_t expected) {
+  size_t wanted = expected + expected / 4;
+  if (wanted > settings_.expected_accounts) index_ = std::make_unique<AccountIndex>(wanted);
+}
+
+void AccountService::adopt(AccountRecord&& record) {
+  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
+  const AccountRecord& r = account->record();
+  if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
+  if (!index_->reserve_email(r.email, account))
+    throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
+  count(std::nullopt, r.state);
 }
 
 void AccountService::count(std::optional<State> before, std::optional<State> after) {
@@ -142,17 +251,16 @@ asio::awaitable<Reply> AccountService::register_account(std::string email, std::
   draft.id = Uuid::v7(now_ms());
   draft.email = *checked.normalized;
   auto account = std::make_shared<Account>(std::move(draft), Account::Presence::pending);
-  if (!index_.reserve_email(account->record().email, account))
+  if (!index_->reserve_email(account->record().email, account))
     co_return Reply::error(Error::email_taken, "email is already registered");
 
   Account::Job job = [this, password = std::move(password)](Account& a) -> asio::awaitable<Reply> {
-    auto give_up = [this, &a](Reply why) {
-      a.publish_presence(Account::Presence::deleted);
-      index_.erase_email(a.record().email);
-      return why;
-    };
     auto hash = co_await hash_on_pool(password);
-    if (!hash) co_return give_up(busy());
+    if (!hash) {
+      a.publish_presence(Account::Presence::deleted);
+      index_->erase_email(a.record().email);
+      co_return busy();
+    }
 
     AccountRecord next = a.record();
     int64_t now = now_ms();
@@ -162,11 +270,17 @@ asio::awaitable<Reply> AccountService::register_account(std::string email, std::
     next.version = 1;
     next.confirm = pending_token(token, now, settings_.confirm_token_ttl_s);
     Change change{false, next};
-    if (!co_await persist(std::move(change))) co_return give_up(unavailable());
-
-    index_.insert_id(next.id, a.shared_from_this());
-    count(std::nullopt, next.state);
-    a.publish(std::move(next));
+    Settle settle = [this, next](Account& a, bool committed) {
+      if (committed) {
+        index_->insert_id(next.id, a.shared_from_this());
+        count(std::nullopt, next.state);
+        a.publish(next);
+      } else {  // release the address: the account never existed
+        a.publish_presence(Account::Presence::deleted);
+        index_->erase_email(next.email);
+      }
+    };
+    if (!co_await persist(a, std::move(change), std::move(settle))) co_return unavailable();
     auto reply = view_of(a.record());
     reply.field("token", token);
     co_return reply;
@@ -178,7 +292,7 @@ asio::awaitable<Reply> AccountService::confirm(std::string id, std::string token
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this, token = std::move(token)](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     const AccountRecord& current = a.record();
     auto t = transition(current.state, Action::confirm, current.confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, current.state);
@@ -198,7 +312,7 @@ asio::awaitable<Reply> AccountService::resend(std::string id) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     auto t = transition(a.record().state, Action::resend, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
     std::string token = new_token();
@@ -230,7 +344,7 @@ Reply AccountService::note_failed_login(Account& a) {
 asio::awaitable<Reply> AccountService::login(std::string email, std::string password) {
   auto checked = check_email(email);
   std::shared_ptr<Account> account;
-  if (checked.normalized && password.size() <= 1024) account = index_.by_email(*checked.normalized);
+  if (checked.normalized && password.size() <= 1024) account = index_->by_email(*checked.normalized);
   if (!account) {
     // Unknown addresses cost a verification too, so that timing does not tell them apart.
     if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return busy();
@@ -258,7 +372,7 @@ asio::awaitable<Reply> AccountService::login(std::string email, std::string pass
     auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
 
-    if (needs_rehash(a.record().password_hash, settings_.hash)) {
+    if (!a.in_doubt() && needs_rehash(a.record().password_hash, settings_.hash)) {
       // The hash settings changed since this password was stored: upgrade it now that we know it.
       if (auto fresh = co_await hash_on_pool(password)) {
         AccountRecord next = a.record();
@@ -282,7 +396,7 @@ asio::awaitable<Reply> AccountService::get(std::string id) {
 asio::awaitable<Reply> AccountService::find(std::string email) {
   auto checked = check_email(email);
   if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
-  auto account = index_.by_email(*checked.normalized);
+  auto account = index_->by_email(*checked.normalized);
   auto record = account ? account->snapshot() : std::nullopt;
   // The index may point at an account whose move to this address is not committed yet.
   if (!record || record->email != *checked.normalized) co_return not_found();
@@ -295,18 +409,17 @@ asio::awaitable<Reply> AccountService::change_email(std::string id, std::string 
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this, email = *checked.normalized](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     if (a.record().email == email) co_return view_of(a.record());
-    if (!index_.reserve_email(email, a.shared_from_this()))
+    if (!index_->reserve_email(email, a.shared_from_this()))
       co_return Reply::error(Error::email_taken, "email is already registered");
-    std::string old_email = a.record().email;
     AccountRecord next = a.record();
     next.email = email;
-    if (!co_await commit(a, std::move(next))) {
-      index_.erase_email(email);
-      co_return unavailable();
-    }
-    index_.erase_email(old_email);
+    // Once the move is durable the old address is free; if it is not, the new one is released.
+    Settle release = [this, old_email = a.record().email, email](Account&, bool committed) {
+      index_->erase_email(committed ? old_email : email);
+    };
+    if (!co_await commit(a, std::move(next), std::move(release))) co_return unavailable();
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));
@@ -319,7 +432,7 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
   if (target.error) co_return *target.error;
   Account::Job job = [this, old_password = std::move(old_password),
                                                     new_password = std::move(new_password)](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     if (old_password.size() > 1024) co_return invalid_credentials();
     auto verified = co_await verify_on_pool(a.record().password_hash, old_password);
     if (!verified) co_return busy();
@@ -337,10 +450,11 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
 asio::awaitable<Reply> AccountService::reset_request(std::string email) {
   auto checked = check_email(email);
   if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
-  auto account = index_.by_email(*checked.normalized);
+  auto account = index_->by_email(*checked.normalized);
   if (!account) co_return not_found();
   Account::Job job = [this, email = *checked.normalized](Account& a) -> asio::awaitable<Reply> {
     if (a.presence() != Account::Presence::live || a.record().email != email) co_return not_found();
+    if (a.in_doubt()) co_return in_doubt();
     auto t = transition(a.record().state, Action::reset_request, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
     std::string token = new_token();
@@ -360,7 +474,7 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
   if (auto bad = check_password(new_password)) co_return *bad;
   Account::Job job = [this, token = std::move(token),
                                                     new_password = std::move(new_password)](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     auto t = transition(a.record().state, Action::reset_password, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
     if (auto bad = check_token(a.record().reset, token, now_ms())) co_return *bad;
@@ -380,7 +494,7 @@ asio::awaitable<Reply> AccountService::deactivate(std::string id) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     auto t = transition(a.record().state, Action::deactivate, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
     AccountRecord next = a.record();
@@ -396,7 +510,7 @@ asio::awaitable<Reply> AccountService::reactivate(std::string id) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     auto t = transition(a.record().state, Action::reactivate, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
     AccountRecord next = a.record();
@@ -411,16 +525,19 @@ asio::awaitable<Reply> AccountService::remove(std::string id) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    if (auto refused = unchangeable(a)) co_return *refused;
     AccountRecord last = a.record();
     last.version += 1;
     last.updated_ms = now_ms();
     Change removal{true, last};
-    if (!co_await persist(std::move(removal))) co_return unavailable();
-    count(a.record().state, std::nullopt);
-    a.publish_presence(Account::Presence::deleted);
-    index_.erase_id(last.id);
-    index_.erase_email(last.email);
+    Settle settle = [this, last](Account& a, bool committed) {
+      if (!committed) return;
+      count(a.record().state, std::nullopt);
+      a.publish_presence(Account::Presence::deleted);
+      index_->erase_id(last.id);
+      index_->erase_email(last.email);
+    };
+    if (!co_await persist(a, std::move(removal), std::move(settle))) co_return unavailable();
     co_return Reply::ok().field("id", last.id.to_string());
   };
   co_return co_await target.account->ask(executor_, std::move(job));

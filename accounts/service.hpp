@@ -5,6 +5,8 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,6 +29,7 @@ struct Settings {
   HashParams hash{2, 65536};
   unsigned hash_workers = 1;
   size_t hash_max_queue = 1024;
+  std::chrono::milliseconds write_timeout{5000};  // a change not durable by then answers UNAVAILABLE
 };
 
 struct Counts {
@@ -57,7 +60,12 @@ class AccountService {
 
   Counts counts() const;
   const PasswordPool& password_pool() const { return pool_; }
-  AccountIndex& index() { return index_; }
+
+  // Warm-load, before any account command is served. Sizes the index for `expected` accounts,
+  // then takes committed records one by one; adopt() throws, naming the account, on a duplicate
+  // id or email. The calling thread must hold an IndexThread.
+  void prepare_index(size_t expected);
+  void adopt(AccountRecord&& record);
 
  private:
   struct Target;  // an account found by id, or the reply that says why not
@@ -65,9 +73,16 @@ class AccountService {
 
   asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);
   asio::awaitable<std::optional<bool>> verify_on_pool(std::string hash, std::string password);
-  // Persists `next` as the account's new state (version+1) and publishes it; false: UNAVAILABLE.
-  asio::awaitable<bool> commit(Account& account, AccountRecord next);
-  asio::awaitable<bool> persist(Change change);
+
+  // What to do inside the actor once a change's fate is known (committed or not).
+  using Settle = std::function<void(Account&, bool committed)>;
+  // Makes `change` durable and runs settle() in the actor with the outcome. True when committed
+  // within write_timeout. Otherwise false (reply UNAVAILABLE): the account stays in doubt and
+  // settle() runs later, when the database answers, so memory ends up agreeing with it.
+  asio::awaitable<bool> persist(Account& account, Change change, Settle settle);
+  // Persists `next` as the account's new state (version+1) and publishes it once committed;
+  // `also` runs after that with the outcome. False: answer UNAVAILABLE.
+  asio::awaitable<bool> commit(Account& account, AccountRecord next, Settle also = {});
   void count(std::optional<State> before, std::optional<State> after);
   std::optional<Reply> check_password(const std::string& password) const;
   Reply note_failed_login(Account& account);
@@ -75,7 +90,7 @@ class AccountService {
   Settings settings_;
   asio::any_io_executor executor_;
   Durability& durability_;
-  AccountIndex index_;
+  std::unique_ptr<AccountIndex> index_;
   PasswordPool pool_;
   std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};

@@ -75,6 +75,10 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
       {"server.shutdown_timeout_s", integer_into([](Config& c) -> auto& { return c.server.shutdown_timeout_s; }, 1, 3600)},
       {"auth.secret", [](Loader& l, const std::string& key, const toml::node& node) { l.config.auth.secret = l.string(key, node); }},
       {"database.url", [](Loader& l, const std::string& key, const toml::node& node) { l.config.database.url = l.string(key, node); }},
+      {"database.batch_max", integer_into([](Config& c) -> auto& { return c.database.batch_max; }, 1, 100'000)},
+      {"database.flush_interval_ms",
+       integer_into([](Config& c) -> auto& { return c.database.flush_interval_ms; }, 0, 10'000)},
+      {"database.write_timeout_s", integer_into([](Config& c) -> auto& { return c.database.write_timeout_s; }, 1, 3600)},
       {"accounts.min_password_length",
        integer_into([](Config& c) -> auto& { return c.accounts.min_password_length; }, 1, 1024)},
       {"accounts.confirm_token_ttl_s",
@@ -115,6 +119,7 @@ void finish(Config& config) {
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   if (config.server.threads == 0) config.server.threads = cores;
   config.accounts.hash_workers = config.password_workers == 0 ? cores : config.password_workers;
+  config.accounts.write_timeout = std::chrono::seconds(config.database.write_timeout_s);
 }
 
 }  // namespace

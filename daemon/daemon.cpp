@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
@@ -15,6 +16,8 @@
 #include "accounts/service.hpp"
 #include "daemon/server.hpp"
 #include "daemon/session.hpp"
+#include "db/warm_load.hpp"
+#include "db/writer.hpp"
 
 namespace accountsd {
 namespace {
@@ -22,8 +25,15 @@ namespace {
 using protocol::Reply;
 using namespace std::chrono_literals;
 
-void add_session_commands(CommandTable& table, Server& server, const accounts::AccountService& service,
-                          std::chrono::steady_clock::time_point started) {
+// What STATS reports beyond the server's own counters.
+struct Sources {
+  const accounts::AccountService& service;
+  const db::Writer* writer;  // null in memory-only mode
+  const db::LoadProgress& load;
+  std::chrono::steady_clock::time_point started;
+};
+
+void add_session_commands(CommandTable& table, Server& server, const Sources& sources) {
   using namespace protocol;
   table.add({"PING", 0, 0, kPublic, "PING"}, [](Session&, Args) -> asio::awaitable<Reply> {
     co_return Reply::ok("pong");
@@ -42,26 +52,30 @@ void add_session_commands(CommandTable& table, Server& server, const accounts::A
     session.set_authenticated();
     co_return Reply::ok();
   });
-  table.add({"STATS", 0, 0, kServedWhileLoading, "STATS"},
-            [&server, &service, started](Session&, Args) -> asio::awaitable<Reply> {
-              auto counts = service.counts();
-              auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
-              co_return Reply::ok()
-                  .field("accounts", counts.total())
-                  .field("unconfirmed", counts.unconfirmed)
-                  .field("active", counts.active)
-                  .field("deactivated", counts.deactivated)
-                  .field("connections", server.connections())
-                  .field("loading", 0)
-                  .field("requests", server.requests())
-                  .field("hash_workers", service.password_pool().workers())
-                  .field("hash_queue", service.password_pool().queued())
-                  .field("uptime_s", uptime.count());
-            });
+  table.add({"STATS", 0, 0, kServedWhileLoading, "STATS"}, [&server, sources](Session&, Args) -> asio::awaitable<Reply> {
+    auto counts = sources.service.counts();
+    auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - sources.started);
+    auto reply = Reply::ok();
+    reply.field("accounts", counts.total())
+        .field("unconfirmed", counts.unconfirmed)
+        .field("active", counts.active)
+        .field("deactivated", counts.deactivated)
+        .field("connections", server.connections())
+        .field("loading", server.loading() ? 1 : 0)
+        .field("loaded", sources.load.rows.load())
+        .field("requests", server.requests())
+        .field("hash_workers", sources.service.password_pool().workers())
+        .field("hash_queue", sources.service.password_pool().queued())
+        .field("database", sources.writer == nullptr ? "off" : sources.writer->connected() ? "up" : "down")
+        .field("write_queue", sources.writer == nullptr ? 0 : sources.writer->queued())
+        .field("commits", sources.writer == nullptr ? 0 : sources.writer->commits())
+        .field("uptime_s", uptime.count());
+    co_return reply;
+  });
 }
 
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), close, stop the loop.
-asio::awaitable<void> shut_down(Server& server, asio::io_context& io) {
+asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer* writer) {
   server.stop();
   asio::steady_timer timer(io);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(server.config().server.shutdown_timeout_s);
@@ -78,8 +92,38 @@ asio::awaitable<void> shut_down(Server& server, asio::io_context& io) {
       co_await timer.async_wait(asio::use_awaitable);
     }
   }
+  if (writer != nullptr) {
+    // Everything acknowledged is committed already; this commits what was still on its way.
+    auto timeout = std::chrono::seconds(server.config().server.shutdown_timeout_s);
+    if (!writer->drain(timeout)) spdlog::error("{} changes were still not committed at exit (none was acknowledged)", writer->queued());
+  }
   spdlog::info("stopped");
   io.stop();
+}
+
+
+// Connects, locks and migrates the database, then loads every account; retries while PostgreSQL
+// cannot be reached. Runs on its own thread while the server answers LOADING.
+void start_database(db::Writer& writer, accounts::AccountService& service, db::LoadProgress& progress,
+                    const std::string& url, const std::atomic<bool>& stopping) {
+  accounts::IndexThread attached;
+  for (auto backoff = 100ms;; backoff = std::min(backoff * 2, std::chrono::milliseconds(5000))) {
+    try {
+      writer.open();
+      break;
+    } catch (const db::DatabaseTaken&) {
+      throw;
+    } catch (const std::exception& e) {
+      spdlog::warn("database not reachable yet ({}); retrying", e.what());
+    }
+    for (auto waited = 0ms; waited < backoff; waited += 50ms) {
+      if (stopping) throw std::runtime_error("stopped before the database was reachable");
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  db::warm_load(
+      url, progress, [&service](uint64_t expected) { service.prepare_index(expected); },
+      [&service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); });
 }
 
 }  // namespace
@@ -90,29 +134,65 @@ int run_daemon(const Config& config) {
   asio::io_context io(static_cast<int>(config.server.threads));
   auto work = asio::make_work_guard(io);
 
-  if (config.database.url.empty())
-    spdlog::warn("database.url is empty: MEMORY-ONLY mode, every account is LOST when accountsd stops");
+  std::unique_ptr<db::Writer> writer;
   accounts::MemoryOnly memory_only;
-  accounts::AccountService service(config.accounts, io.get_executor(), memory_only);
+  accounts::Durability* durability = &memory_only;
+  if (config.database.url.empty()) {
+    spdlog::warn("database.url is empty: MEMORY-ONLY mode, every account is LOST when accountsd stops");
+  } else {
+    writer = std::make_unique<db::Writer>(db::WriterSettings{config.database.url, config.database.batch_max,
+                                                             std::chrono::milliseconds(config.database.flush_interval_ms)});
+    durability = writer.get();
+  }
+  accounts::AccountService service(config.accounts, io.get_executor(), *durability);
+  db::LoadProgress progress;
 
   CommandTable table;
   Server server(io, config, table);
-  add_session_commands(table, server, service, std::chrono::steady_clock::now());
+  add_session_commands(table, server, Sources{service, writer.get(), progress, std::chrono::steady_clock::now()});
   for (auto& command : accounts::account_commands(service))
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
 
+  // The socket opens at once; until the accounts are loaded, account commands answer LOADING.
+  if (writer) server.set_loading(&progress);
   server.open();
   auto endpoint = server.local_endpoint();
   spdlog::info("accountsd listening on {}:{} ({} threads, {} password workers)", endpoint.address().to_string(),
                endpoint.port(), config.server.threads, service.password_pool().workers());
   asio::co_spawn(io, server.accept_loop(), [](std::exception_ptr e) { log_failure("accept loop", e); });
 
+  std::atomic<int> exit_status{0};
+  std::atomic<bool> shutting_down{false};
+  auto shutdown = [&](int status) {
+    if (shutting_down.exchange(true)) return;
+    exit_status = status;
+    asio::co_spawn(io, shut_down(server, io, writer.get()), [](std::exception_ptr e) { log_failure("shutdown", e); });
+  };
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const asio::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    asio::co_spawn(io, shut_down(server, io), [](std::exception_ptr e) { log_failure("shutdown", e); });
+    shutdown(0);
   });
+
+  std::thread startup;
+  if (writer) {
+    startup = std::thread([&] {
+      try {
+        start_database(*writer, service, progress, config.database.url, shutting_down);
+        writer->start([&](const std::string& why) {
+          spdlog::critical("stopping: {}", why);
+          asio::post(io, [&] { shutdown(1); });
+        });
+        server.set_loading(nullptr);
+        spdlog::info("ready: {} accounts loaded, serving", progress.rows.load());
+      } catch (const std::exception& e) {
+        if (!shutting_down) spdlog::critical("cannot start: {}", e.what());
+        asio::post(io, [&] { shutdown(1); });
+      }
+    });
+  }
 
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < config.server.threads; ++i)
@@ -122,7 +202,8 @@ int run_daemon(const Config& config) {
     });
   io.run();
   for (auto& t : threads) t.join();
-  return 0;
+  if (startup.joinable()) startup.join();
+  return exit_status;
 }
 
 }  // namespace accountsd

@@ -100,6 +100,15 @@ void Server::detach(Session* session) {
   if (sessions_.erase(session) > 0) connections_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+std::string Server::loading_progress() const {
+  const db::LoadProgress* p = progress_;
+  if (p == nullptr) return "starting";
+  uint64_t rows = p->rows.load(), expected = p->expected.load();
+  std::string text = "loading accounts: " + std::to_string(rows) + " rows";
+  if (expected > 0) text += " of about " + std::to_string(expected) + " (" + std::to_string(std::min<uint64_t>(99, rows * 100 / expected)) + "%)";
+  return text;
+}
+
 bool Server::secret_required() const {
   std::lock_guard lock(mutex_);
   return !secret_.empty();

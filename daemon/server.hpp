@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "daemon/config.hpp"
+#include "db/warm_load.hpp"
 #include "protocol/command_table.hpp"
 
 namespace accountsd {
@@ -43,6 +44,11 @@ class Server {
   bool secret_matches(std::string_view presented) const;  // constant time
   void set_secret(std::string secret);
 
+  // While the warm-load runs, account commands answer LOADING with this progress.
+  void set_loading(const db::LoadProgress* progress) { progress_ = progress; loading_.store(progress != nullptr); }
+  bool loading() const { return loading_.load(std::memory_order_acquire); }
+  std::string loading_progress() const;
+
   void count_request() { requests_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
@@ -58,6 +64,8 @@ class Server {
   const CommandTable& commands_;
   asio::ip::tcp::acceptor acceptor_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> loading_{false};
+  const db::LoadProgress* progress_ = nullptr;
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> requests_{0};
   mutable std::mutex mutex_;  // guards sessions_ and secret_

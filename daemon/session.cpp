@@ -70,7 +70,9 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
   const auto* entry = server_.commands().find(args_[0]);
   if (entry == nullptr) co_return Reply::error(protocol::Error::unknown_command, "unknown command; try HELP");
   protocol::Args args(args_.data() + 1, args_.size() - 1);
-  if (auto refused = protocol::precheck(entry->spec, args.size(), {authenticated_, false, {}})) co_return *refused;
+  std::string progress = server_.loading() ? server_.loading_progress() : std::string();
+  protocol::RequestContext context{authenticated_, !progress.empty(), progress};
+  if (auto refused = protocol::precheck(entry->spec, args.size(), context)) co_return *refused;
   co_return co_await entry->handler(*this, args);
 }
 

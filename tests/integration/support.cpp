@@ -50,7 +50,87 @@ std::string config_text(const Settings& overrides) {
 
 }  // namespace
 
-Daemon::Daemon(const Settings& overrides) {
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  int status = pclose(pipe);
+  if (status != 0) throw std::runtime_error(command + " failed:\n" + output);
+  return output;
+}
+
+const std::string kPg = std::string(ACCOUNTSD_SOURCE_DIR) + "/scripts/pg";
+
+}  // namespace
+
+PgServer::PgServer() {
+  char pattern[] = "/tmp/accountsd-pg-XXXXXX";
+  if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = pattern;
+  start();
+}
+
+PgServer::~PgServer() {
+  try {
+    stop();
+  } catch (...) {
+  }
+  std::system(("rm -rf " + shell_quote(dir_)).c_str());
+}
+
+void PgServer::start() { run_command("PG_FAST=1 " + kPg + " start " + shell_quote(dir_)); }
+void PgServer::stop() { run_command(kPg + " stop " + shell_quote(dir_)); }
+
+std::string PgServer::url() const { return "host=" + dir_ + " port=5432 user=postgres dbname=postgres"; }
+std::string PgServer::url_setting() const { return "\"" + url() + "\""; }
+
+std::string PgServer::sql(const std::string& statements) const {
+  return run_command(kPg + " psql " + shell_quote(dir_) + " -At -c " + shell_quote(statements));
+}
+
+std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout) {
+  Daemon daemon(overrides, /*wait_for_listen=*/false);
+  int status = daemon.wait_exit(timeout);
+  return {status, daemon.log()};
+}
+
+Daemon::Daemon(const Settings& overrides) : Daemon(overrides, true) {}
+
+void Daemon::wait_ready(std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    Client c(port_);
+    if (c.call("PING") == "OK pong") return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("accountsd did not become ready:\n" + log());
+}
+
+int Daemon::wait_exit(std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  throw std::runtime_error("accountsd did not exit within the timeout:\n" + log());
+}
+
+Daemon::Daemon(const Settings& overrides, bool wait_for_listen) {
   char pattern[] = "/tmp/accountsd-test-XXXXXX";
   if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = pattern;
@@ -63,10 +143,12 @@ Daemon::Daemon(const Settings& overrides) {
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 1);
+    close_range(3, ~0U, 0);  // nothing of the test's (pipes, sockets) leaks into the daemon
     std::string config = dir_ + "/config.toml";
     execl(ACCOUNTSD_BINARY, ACCOUNTSD_BINARY, "--config", config.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
+  if (!wait_for_listen) return;
 
   // The daemon binds port 0 and logs the port it got: no race for a "free" port.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -100,16 +182,7 @@ Daemon::~Daemon() {
 int Daemon::stop(int signal, std::chrono::seconds timeout) {
   if (pid_ <= 0) throw std::runtime_error("daemon not running");
   kill(pid_, signal);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  throw std::runtime_error("accountsd did not exit within the timeout");
+  return wait_exit(timeout);
 }
 
 std::string Daemon::log() const { return read_file(dir_ + "/stderr.log"); }

@@ -13,6 +13,29 @@ namespace testing {
 
 using Settings = std::map<std::string, std::string>;  // "section.key" -> TOML value text
 
+// A private PostgreSQL cluster for one test (scripts/pg), removed afterwards.
+class PgServer {
+ public:
+  PgServer();
+  ~PgServer();
+  PgServer(const PgServer&) = delete;
+  PgServer& operator=(const PgServer&) = delete;
+
+  std::string url() const;          // libpq connection string
+  std::string url_setting() const;  // the same as a TOML string, for Settings
+  // Runs SQL through psql; returns its unaligned output (one row per line). Throws on error.
+  std::string sql(const std::string& statements) const;
+  void stop();
+  void start();
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
+
+// Runs accountsd with `overrides` until it exits by itself; returns its exit status and log.
+std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout = std::chrono::seconds(60));
+
 class Daemon {
  public:
   // Starts accountsd with cheap password hashing, a free port on 127.0.0.1, and `overrides`.
@@ -22,13 +45,18 @@ class Daemon {
   Daemon& operator=(const Daemon&) = delete;
 
   int port() const { return port_; }
+  // Waits until account commands are served (the warm-load is over).
+  void wait_ready(std::chrono::seconds timeout = std::chrono::seconds(60));
   pid_t pid() const { return pid_; }
   // Sends `signal` and waits for the exit; returns the exit status (128+N when killed by N).
   int stop(int signal = 15, std::chrono::seconds timeout = std::chrono::seconds(30));
+  int wait_exit(std::chrono::seconds timeout);
   std::string log() const;  // everything the daemon wrote to stderr so far
   long rss_kib() const;     // resident memory, from /proc
 
  private:
+  friend std::pair<int, std::string> run_to_exit(const Settings&, std::chrono::seconds);
+  Daemon(const Settings& overrides, bool wait_for_listen);
   std::string dir_;
   pid_t pid_ = -1;
   int port_ = 0;

@@ -1,0 +1,116 @@
+#include "db/rows.hpp"
+
+#include <charconv>
+#include <stdexcept>
+#include <vector>
+
+#include "accounts/email.hpp"
+
+namespace db {
+namespace {
+
+// COPY text format escapes backslash and control characters.
+std::string unescape(std::string_view field) {
+  std::string out;
+  out.reserve(field.size());
+  for (size_t i = 0; i < field.size(); ++i) {
+    char c = field[i];
+    if (c != '\\' || i + 1 == field.size()) {
+      out += c;
+      continue;
+    }
+    char e = field[++i];
+    switch (e) {
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'v': out += '\v'; break;
+      default: out += e;
+    }
+  }
+  return out;
+}
+
+int64_t number(std::string_view text, const char* column, const std::string& id) {
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size())
+    throw std::runtime_error("account " + id + ": column " + column + " is not an integer");
+  return value;
+}
+
+accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, const char* column, const std::string& id) {
+  accounts::PendingToken t;
+  if (digest_hex.empty() && expires_ms == 0) return t;
+  if (digest_hex.size() != 64 || expires_ms <= 0)
+    throw std::runtime_error("account " + id + ": column " + column + " is not a 64-digit hex digest with an expiry");
+  for (size_t i = 0; i < 32; ++i) {
+    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, t.digest[i], 16);
+    if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2)
+      throw std::runtime_error("account " + id + ": column " + column + " is not hex");
+  }
+  t.expires_ms = expires_ms;
+  return t;
+}
+
+}  // namespace
+
+std::string hex(const accounts::TokenDigest& digest) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(64);
+  for (uint8_t b : digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
+
+accounts::AccountRecord parse_copy_line(std::string_view line) {
+  std::vector<std::string_view> fields;
+  size_t start = 0;
+  while (true) {
+    size_t tab = line.find('\t', start);
+    fields.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  std::string id = fields.empty() ? std::string("?") : std::string(fields[0]);
+  if (fields.size() != 12)
+    throw std::runtime_error("account " + id + ": expected 12 columns, found " + std::to_string(fields.size()));
+
+  accounts::AccountRecord r;
+  auto uuid = accounts::Uuid::parse(fields[0]);
+  if (!uuid) throw std::runtime_error("account " + id + ": id is not a UUID");
+  r.id = *uuid;
+  id = r.id.to_string();
+
+  r.email = unescape(fields[1]);
+  auto checked = accounts::check_email(r.email);
+  if (!checked.normalized) throw std::runtime_error("account " + id + ": email is invalid: " + checked.problem);
+  if (*checked.normalized != r.email) throw std::runtime_error("account " + id + ": email is not normalized (lower case)");
+
+  auto state = accounts::parse_state(fields[2]);
+  if (!state) throw std::runtime_error("account " + id + ": unknown state '" + unescape(fields[2]) + "'");
+  r.state = *state;
+
+  r.password_hash = unescape(fields[3]);
+  if (!accounts::is_password_hash(r.password_hash))
+    throw std::runtime_error("account " + id + ": password_hash is not an Argon2id hash");
+
+  r.created_ms = number(fields[4], "created_ms", id);
+  r.updated_ms = number(fields[5], "updated_ms", id);
+  r.confirmed_ms = number(fields[6], "confirmed_ms", id);
+  int64_t version = number(fields[7], "version", id);
+  if (version < 1) throw std::runtime_error("account " + id + ": version must be 1 or more");
+  r.version = static_cast<uint64_t>(version);
+  r.confirm = token(fields[8], number(fields[9], "confirm_expires_ms", id), "confirm_digest", id);
+  r.reset = token(fields[10], number(fields[11], "reset_expires_ms", id), "reset_digest", id);
+  if (r.state == accounts::State::active && r.confirmed_ms == 0)
+    throw std::runtime_error("account " + id + ": active but never confirmed (confirmed_ms = 0)");
+  return r;
+}
+
+}  // namespace db

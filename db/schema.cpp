@@ -1,0 +1,67 @@
+#include "db/schema.hpp"
+
+#include <pqxx/transaction>
+
+#include <string>
+#include <vector>
+
+namespace db {
+namespace {
+
+// Never edit a migration that has shipped: add a new one.
+const std::vector<std::string>& migrations() {
+  static const std::vector<std::string> list = {
+      // 1: the accounts table. Times are Unix milliseconds; token digests are hex (empty = none).
+      // The email constraint is deferred so that one batch may move an address between accounts.
+      R"(CREATE TABLE accounts (
+           id                 uuid    PRIMARY KEY,
+           email              text    NOT NULL,
+           state              text    NOT NULL,
+           password_hash      text    NOT NULL,
+           created_ms         bigint  NOT NULL,
+           updated_ms         bigint  NOT NULL,
+           confirmed_ms       bigint  NOT NULL DEFAULT 0,
+           version            bigint  NOT NULL,
+           confirm_digest     text    NOT NULL DEFAULT '',
+           confirm_expires_ms bigint  NOT NULL DEFAULT 0,
+           reset_digest       text    NOT NULL DEFAULT '',
+           reset_expires_ms   bigint  NOT NULL DEFAULT 0,
+           CONSTRAINT accounts_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED
+         );
+         CREATE VIEW accounts_readable AS
+           SELECT id, email, state,
+                  to_timestamp(created_ms / 1000.0) AS created,
+                  to_timestamp(updated_ms / 1000.0) AS updated,
+                  version
+             FROM accounts;)",
+  };
+  return list;
+}
+
+}  // namespace
+
+int latest_schema_version() { return static_cast<int>(migrations().size()); }
+
+int migrate(pqxx::connection& connection) {
+  pqxx::work tx(connection, "migrate");
+  tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockKey) + ")");
+  tx.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+      " version integer PRIMARY KEY,"
+      " applied_at timestamptz NOT NULL DEFAULT now())");
+  auto current = tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
+  if (current > latest_schema_version())
+    throw std::runtime_error("the database schema (version " + std::to_string(current) +
+                             ") is newer than this accountsd knows (" + std::to_string(latest_schema_version()) +
+                             "): upgrade accountsd");
+  int applied = 0;
+  for (int version = current + 1; version <= latest_schema_version(); ++version) {
+    tx.exec(migrations()[static_cast<size_t>(version - 1)]);
+    tx.exec("INSERT INTO schema_migrations (version) VALUES (" + std::to_string(version) + ")");
+    ++applied;
+  }
+  tx.commit();
+  return applied;
+}
+
+}  // namespace db

@@ -1,0 +1,19 @@
+#pragma once
+// The database schema: numbered migrations, applied at start-up in one transaction under an
+// advisory lock, and the advisory lock that keeps a second daemon off the same database.
+#include <pqxx/connection>
+
+namespace db {
+
+// Held by the running daemon's writer connection for its whole life.
+constexpr long long kDaemonLockKey = 0x6163636f756e7464;  // "accountd"
+// Taken inside the migration transaction, so two starting daemons never migrate at once.
+constexpr long long kMigrationLockKey = kDaemonLockKey + 1;
+
+// Applies every migration the database does not have yet; returns how many were applied.
+int migrate(pqxx::connection& connection);
+
+// The latest schema version this build knows.
+int latest_schema_version();
+
+}  // namespace db

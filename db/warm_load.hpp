@@ -1,0 +1,22 @@
+#pragma once
+// The warm-load: streams the whole accounts table with COPY and hands each account to `adopt`.
+// A row that breaks an invariant stops the load with an exception naming the row's id.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "accounts/record.hpp"
+
+namespace db {
+
+struct LoadProgress {
+  std::atomic<uint64_t> rows{0};      // rows read so far
+  std::atomic<uint64_t> expected{0};  // the planner's estimate of the table's rows (0 = unknown)
+};
+
+// Returns the number of accounts loaded. `sized(estimate)` is called once before the first row.
+uint64_t warm_load(const std::string& url, LoadProgress& progress, const std::function<void(uint64_t)>& sized,
+                   const std::function<void(accounts::AccountRecord&&)>& adopt);
+
+}  // namespace db
