@@ -5,6 +5,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -159,7 +160,32 @@ Config load_config(const std::string& path) {
   if (!in) throw ConfigError(path + ": cannot be read");
   std::stringstream text;
   text << in.rdbuf();
-  return parse_config(text.str(), path);
+  Config config = parse_config(text.str(), path);
+  config.source_path = path;
+  config.source_text = text.str();
+  return config;
+}
+
+std::vector<std::string> changed_keys(std::string_view before, std::string_view after) {
+  auto flatten = [](std::string_view text) {
+    std::map<std::string, std::string> keys;
+    toml::table root = toml::parse(text);
+    for (const auto& [section, table] : root)
+      if (const auto* t = table.as_table())
+        for (const auto& [key, value] : *t) {
+          std::ostringstream rendered;
+          value.visit([&rendered](const auto& v) { rendered << v; });
+          keys[std::string(section.str()) + "." + std::string(key.str())] = rendered.str();
+        }
+    return keys;
+  };
+  auto a = flatten(before), b = flatten(after);
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : a)
+    if (!b.count(key) || b[key] != value) changed.push_back(key);
+  for (const auto& [key, value] : b)
+    if (!a.count(key)) changed.push_back(key);
+  return changed;
 }
 
 }  // namespace accountsd

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "accounts/service.hpp"
 
@@ -35,6 +36,9 @@ struct Config {
   struct Log {
     std::string level = "info";
   } log;
+
+  std::string source_path;  // the file it came from ("" = built-in defaults)
+  std::string source_text;  // its text, to tell on SIGHUP which keys changed
 };
 
 class ConfigError : public std::runtime_error {
@@ -47,5 +51,7 @@ Config default_config();
 Config load_config(const std::string& path);
 // The same for TOML text; `source` names it in messages.
 Config parse_config(std::string_view text, std::string_view source);
+// The keys ("section.key") whose values differ between two checked configuration texts.
+std::vector<std::string> changed_keys(std::string_view before, std::string_view after);
 
 }  // namespace accountsd

@@ -7,6 +7,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <chrono>
 #include <csignal>
@@ -15,7 +16,9 @@
 #include "accounts/commands.hpp"
 #include "accounts/service.hpp"
 #include "daemon/server.hpp"
+#include "daemon/logging.hpp"
 #include "daemon/session.hpp"
+#include "daemon/systemd.hpp"
 #include "db/warm_load.hpp"
 #include "db/writer.hpp"
 
@@ -102,6 +105,59 @@ asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer
 }
 
 
+std::string summary(const Server& server, const accounts::AccountService& service) {
+  return "serving " + std::to_string(service.counts().total()) + " accounts, " + std::to_string(server.connections()) +
+         " connections";
+}
+
+// Keeps systemd informed from the event loop itself: STATUS= every second, and WATCHDOG=1 at
+// half the WatchdogSec interval, so that a wedged loop stops the pings and gets us restarted.
+asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountService& service) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto watchdog = systemd::watchdog_interval();
+  auto tick = watchdog ? std::min<std::chrono::microseconds>(*watchdog, 1s) : std::chrono::microseconds(1s);
+  auto next_status = std::chrono::steady_clock::now();
+  while (true) {
+    if (watchdog) systemd::notify_watchdog();
+    if (std::chrono::steady_clock::now() >= next_status) {
+      systemd::notify_status(server.loading() ? server.loading_progress() : summary(server, service));
+      next_status += 1s;
+    }
+    timer.expires_after(tick);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+// SIGHUP: re-read the configuration file; apply what is safe to change live (log.level,
+// auth.secret) and name every other changed key as needing a restart.
+void reload(Server& server, std::string& active_text, const std::string& path) {
+  if (path.empty()) {
+    spdlog::warn("SIGHUP: no configuration file to reload (running on built-in defaults)");
+    return;
+  }
+  Config fresh;
+  try {
+    fresh = load_config(path);
+  } catch (const ConfigError& e) {
+    spdlog::error("SIGHUP: configuration not reloaded, keeping the running one: {}", e.what());
+    return;
+  }
+  auto changed = changed_keys(active_text, fresh.source_text);
+  if (changed.empty()) spdlog::info("SIGHUP: configuration reloaded, nothing changed");
+  for (const auto& key : changed) {
+    if (key == "log.level") {
+      set_log_level(fresh.log.level);
+      spdlog::info("SIGHUP: log.level is now {}", fresh.log.level);
+    } else if (key == "auth.secret") {
+      server.set_secret(fresh.auth.secret);
+      spdlog::info("SIGHUP: auth.secret changed; new connections must use the new secret");
+    } else {
+      spdlog::warn("SIGHUP: {} changed but takes effect only after a restart; keeping the running value", key);
+    }
+  }
+  active_text = fresh.source_text;
+}
+
 // Connects, locks and migrates the database, then loads every account; retries while PostgreSQL
 // cannot be reached. Runs on its own thread while the server answers LOADING.
 void start_database(db::Writer& writer, accounts::AccountService& service, db::LoadProgress& progress,
@@ -155,16 +211,21 @@ int run_daemon(const Config& config) {
 
   // The socket opens at once; until the accounts are loaded, account commands answer LOADING.
   if (writer) server.set_loading(&progress);
-  server.open();
+  int inherited = systemd::inherited_listener();
+  server.open(inherited);
   auto endpoint = server.local_endpoint();
-  spdlog::info("accountsd listening on {}:{} ({} threads, {} password workers)", endpoint.address().to_string(),
-               endpoint.port(), config.server.threads, service.password_pool().workers());
+  spdlog::info("accountsd listening on {}:{}{} ({} threads, {} password workers)", endpoint.address().to_string(),
+               endpoint.port(), inherited >= 0 ? " (socket from systemd)" : "", config.server.threads,
+               service.password_pool().workers());
+  if (!writer) systemd::notify_ready(summary(server, service));
+  asio::co_spawn(io, report_to_systemd(server, service), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
   asio::co_spawn(io, server.accept_loop(), [](std::exception_ptr e) { log_failure("accept loop", e); });
 
   std::atomic<int> exit_status{0};
   std::atomic<bool> shutting_down{false};
   auto shutdown = [&](int status) {
     if (shutting_down.exchange(true)) return;
+    systemd::notify_stopping();
     exit_status = status;
     asio::co_spawn(io, shut_down(server, io, writer.get()), [](std::exception_ptr e) { log_failure("shutdown", e); });
   };
@@ -175,6 +236,15 @@ int run_daemon(const Config& config) {
     spdlog::info("received {}, shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     shutdown(0);
   });
+
+  std::string active_text = config.source_text;
+  asio::signal_set hangups(io, SIGHUP);
+  std::function<void(const asio::error_code&, int)> on_hangup = [&](const asio::error_code& ec, int) {
+    if (ec) return;
+    reload(server, active_text, config.source_path);
+    hangups.async_wait(on_hangup);
+  };
+  hangups.async_wait(on_hangup);
 
   std::thread startup;
   if (writer) {
@@ -187,6 +257,7 @@ int run_daemon(const Config& config) {
         });
         server.set_loading(nullptr);
         spdlog::info("ready: {} accounts loaded, serving", progress.rows.load());
+        systemd::notify_ready(summary(server, service));
       } catch (const std::exception& e) {
         if (!shutting_down) spdlog::critical("cannot start: {}", e.what());
         asio::post(io, [&] { shutdown(1); });

@@ -57,6 +57,10 @@ asio::awaitable<void> Server::accept_loop() {
     }
     asio::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (spdlog::should_log(spdlog::level::debug)) {
+      auto peer = socket.remote_endpoint(ignored);
+      spdlog::debug("connection from {}:{}", peer.address().to_string(), peer.port());
+    }
     auto session = std::make_shared<Session>(std::move(socket), *this);
     attach(session);
     asio::co_spawn(asio::make_strand(io_), [session] { return session->run(); },

@@ -199,13 +199,7 @@ TEST_CASE("a second daemon on the same database refuses to start", "[persistence
 TEST_CASE("during the warm-load every command but HELP, QUIT and STATS answers LOADING", "[persistence]") {
   PgServer pg;
   Settings settings{{"database.url", pg.url_setting()}};
-  {
-    Daemon daemon(settings);
-    daemon.wait_ready();
-    Client c(daemon.port());
-    ok_field(c, "REGISTER seed@example.com some-password", "id");
-    CHECK(daemon.stop() == 0);
-  }
+  seed(pg, "seed@example.com");
   pg.sql(
       "INSERT INTO accounts SELECT gen_random_uuid(), 'bulk' || g || '@example.com', 'active',"
       " (SELECT password_hash FROM accounts LIMIT 1), 0, 0, 1, 1, '', 0, '', 0"
@@ -213,17 +207,7 @@ TEST_CASE("during the warm-load every command but HELP, QUIT and STATS answers L
 
   // Hold the table locked so that the load cannot finish before we have looked (a deterministic
   // trigger, not a race against a timer).
-  std::string psql = std::string(ACCOUNTSD_SOURCE_DIR) + "/scripts/pg psql " + pg.dir();
-  FILE* locker = popen(psql.c_str(), "we");  // close-on-exec: the daemon must not inherit it
-  REQUIRE(locker != nullptr);
-  std::fputs("BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;\n", locker);
-  std::fflush(locker);
-  for (int i = 0; i < 200; ++i) {
-    if (pg.sql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted"
-               " AND relation = 'accounts'::regclass") == "1\n")
-      break;
-    std::this_thread::sleep_for(50ms);
-  }
+  TableLock lock(pg, "accounts");
 
   Daemon daemon(settings);
   Client c(daemon.port());
@@ -233,8 +217,7 @@ TEST_CASE("during the warm-load every command but HELP, QUIT and STATS answers L
   CHECK(starts_with(c.call("HELP"), "OK commands="));
   CHECK(field(c.call("STATS"), "loading") == "1");
 
-  std::fputs("COMMIT;\n", locker);
-  pclose(locker);
+  lock.release();
   daemon.wait_ready();
   std::string stats = c.call("STATS");
   CHECK(field(stats, "loading") == "0");
@@ -247,13 +230,7 @@ TEST_CASE("during the warm-load every command but HELP, QUIT and STATS answers L
 TEST_CASE("a row that breaks an invariant stops the start and names the row", "[persistence]") {
   PgServer pg;
   Settings settings{{"database.url", pg.url_setting()}};
-  {
-    Daemon daemon(settings);
-    daemon.wait_ready();
-    Client c(daemon.port());
-    ok_field(c, "REGISTER good@example.com some-password", "id");
-    CHECK(daemon.stop() == 0);
-  }
+  seed(pg, "good@example.com");
   const std::string id = "01a20cc1-7344-7dae-aa15-339ece76400d";
   pg.sql(insert_row(id, "bad@example.com", "bogus"));
 

@@ -99,13 +99,48 @@ std::string PgServer::sql(const std::string& statements) const {
   return run_command(kPg + " psql " + shell_quote(dir_) + " -At -c " + shell_quote(statements));
 }
 
+TableLock::TableLock(const PgServer& pg, const std::string& table) {
+  // Close-on-exec ("e"): a daemon forked later must not hold psql's stdin open.
+  psql_ = popen((kPg + " psql " + shell_quote(pg.dir())).c_str(), "we");
+  if (psql_ == nullptr) throw std::runtime_error("cannot start psql");
+  std::fputs(("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE;\n").c_str(), psql_);
+  std::fflush(psql_);
+  for (int i = 0; i < 400; ++i) {
+    if (pg.sql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation = '" +
+               table + "'::regclass") == "1\n")
+      return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  throw std::runtime_error("the table lock was not granted");
+}
+
+void TableLock::release() {
+  if (psql_ == nullptr) return;
+  std::fputs("COMMIT;\n", psql_);
+  pclose(psql_);
+  psql_ = nullptr;
+}
+
+void seed(const PgServer& pg, const std::string& email) {
+  Daemon daemon(Settings{{"database.url", pg.url_setting()}});
+  daemon.wait_ready();
+  Client c(daemon.port());
+  if (!starts_with(c.call("REGISTER " + email + " some-password"), "OK ")) throw std::runtime_error("seeding failed");
+  if (daemon.stop() != 0) throw std::runtime_error("seeding daemon did not stop cleanly");
+}
+
 std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout) {
-  Daemon daemon(overrides, /*wait_for_listen=*/false);
+  Daemon daemon(overrides, {}, /*wait_for_listen=*/false);
   int status = daemon.wait_exit(timeout);
   return {status, daemon.log()};
 }
 
-Daemon::Daemon(const Settings& overrides) : Daemon(overrides, true) {}
+Daemon::Daemon(const Settings& overrides, const Environment& environment) : Daemon(overrides, environment, true) {}
+
+void Daemon::rewrite_config(const Settings& overrides) {
+  std::ofstream(dir_ + "/config.toml.new") << config_text(overrides);
+  std::rename((dir_ + "/config.toml.new").c_str(), (dir_ + "/config.toml").c_str());
+}
 
 void Daemon::wait_ready(std::chrono::seconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -130,7 +165,7 @@ int Daemon::wait_exit(std::chrono::seconds timeout) {
   throw std::runtime_error("accountsd did not exit within the timeout:\n" + log());
 }
 
-Daemon::Daemon(const Settings& overrides, bool wait_for_listen) {
+Daemon::Daemon(const Settings& overrides, const Environment& environment, bool wait_for_listen) {
   char pattern[] = "/tmp/accountsd-test-XXXXXX";
   if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = pattern;
@@ -144,6 +179,7 @@ Daemon::Daemon(const Settings& overrides, bool wait_for_listen) {
     dup2(null, 0);
     dup2(null, 1);
     close_range(3, ~0U, 0);  // nothing of the test's (pipes, sockets) leaks into the daemon
+    for (const auto& [name, value] : environment) setenv(name.c_str(), value.c_str(), 1);
     std::string config = dir_ + "/config.toml";
     execl(ACCOUNTSD_BINARY, ACCOUNTSD_BINARY, "--config", config.c_str(), static_cast<char*>(nullptr));
     _exit(127);

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 namespace testing {
 
 using Settings = std::map<std::string, std::string>;  // "section.key" -> TOML value text
+using Environment = std::map<std::string, std::string>;
 
 // A private PostgreSQL cluster for one test (scripts/pg), removed afterwards.
 class PgServer {
@@ -33,13 +35,28 @@ class PgServer {
   std::string dir_;
 };
 
+// Holds `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in a psql session until release(): a
+// deterministic way to keep the daemon's warm-load from finishing while a test looks.
+class TableLock {
+ public:
+  TableLock(const PgServer& pg, const std::string& table);
+  ~TableLock() { release(); }
+  void release();
+
+ private:
+  FILE* psql_ = nullptr;
+};
+
+// Runs the daemon once against `pg` so that the schema exists, registering `email`.
+void seed(const PgServer& pg, const std::string& email);
+
 // Runs accountsd with `overrides` until it exits by itself; returns its exit status and log.
 std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout = std::chrono::seconds(60));
 
 class Daemon {
  public:
   // Starts accountsd with cheap password hashing, a free port on 127.0.0.1, and `overrides`.
-  explicit Daemon(const Settings& overrides = {});
+  explicit Daemon(const Settings& overrides = {}, const Environment& environment = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -51,12 +68,14 @@ class Daemon {
   // Sends `signal` and waits for the exit; returns the exit status (128+N when killed by N).
   int stop(int signal = 15, std::chrono::seconds timeout = std::chrono::seconds(30));
   int wait_exit(std::chrono::seconds timeout);
+  // Replaces the configuration file (the daemon re-reads it on SIGHUP).
+  void rewrite_config(const Settings& overrides);
   std::string log() const;  // everything the daemon wrote to stderr so far
   long rss_kib() const;     // resident memory, from /proc
 
  private:
   friend std::pair<int, std::string> run_to_exit(const Settings&, std::chrono::seconds);
-  Daemon(const Settings& overrides, bool wait_for_listen);
+  Daemon(const Settings& overrides, const Environment& environment, bool wait_for_listen);
   std::string dir_;
   pid_t pid_ = -1;
   int port_ = 0;
