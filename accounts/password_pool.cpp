@@ -1,10 +1,23 @@
 #include "accounts/password_pool.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace accounts {
 
 PasswordPool::PasswordPool(unsigned workers, size_t max_queue) : max_queue_(max_queue) {
   if (workers == 0) workers = 1;
-  for (unsigned i = 0; i < workers; ++i) threads_.emplace_back([this] { work_loop(); });
+  for (unsigned i = 0; i < workers; ++i) threads_.emplace_back([this] {
+    // Hashing is throughput work: it must never take the CPU from the I/O threads, or every
+    // GET waits behind Argon2 whenever logins saturate the pool. Lowest priority (nice 19) and
+    // the batch scheduling class let the kernel preempt a worker the moment an I/O thread wakes.
+    sched_param none{};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &none);
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+    work_loop();
+  });
 }
 
 PasswordPool::~PasswordPool() {

@@ -19,11 +19,17 @@ struct Uuid {
   auto operator<=>(const Uuid&) const = default;
 };
 
+// Mixes all 16 bytes (a splitmix64 finalizer): the index keeps the low bits of the hash, and ids
+// loaded from the database need not be random anywhere in particular.
 struct UuidHash {
   size_t operator()(const Uuid& id) const {
-    size_t h;  // the last eight bytes are random in a v7 id
-    std::memcpy(&h, id.bytes.data() + 8, sizeof h);
-    return h;
+    uint64_t high, low;
+    std::memcpy(&high, id.bytes.data(), sizeof high);
+    std::memcpy(&low, id.bytes.data() + 8, sizeof low);
+    uint64_t x = high ^ (low * 0x9e3779b97f4a7c15ULL);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return static_cast<size_t>(x ^ (x >> 31));
   }
 };
 

@@ -59,6 +59,16 @@ TEST_CASE("UUIDv7: canonical text, version and variant bits, time order, parsing
   CHECK(seen.size() == 10000);  // same millisecond, still unique
 }
 
+TEST_CASE("UUID hashes spread sequential ids over the low bits the index uses", "[uuid]") {
+  std::set<size_t> buckets;
+  for (uint64_t g = 1; g <= 4096; ++g) {
+    Uuid id;
+    for (int i = 0; i < 8; ++i) id.bytes[15 - i] = static_cast<uint8_t>(g >> (8 * i));  // 0000...0001, ...0002
+    buckets.insert(UuidHash{}(id) & 4095);
+  }
+  CHECK(buckets.size() > 2000);  // about 2590 expected for a uniform hash; 1 with the old one
+}
+
 TEST_CASE("tokens: 256 random bits, URL-safe, kept only as a digest", "[secrets]") {
   init_secrets();
   std::string t1 = new_token(), t2 = new_token();

@@ -1,0 +1,274 @@
+// loadgen: drives accountsd over its line protocol and reports throughput, latency percentiles
+// and every error reply by code. N connections each keep `pipeline` requests in flight (a batch
+// is written, then its replies are read, as redis-benchmark -P does).
+//
+//   loadgen --port 7411 --connections 50 --pipeline 1 --duration 10 --mix get:1,find:1 --population 1000000
+//
+// Population accounts are the ones scripts/bench loads with COPY: account g (1..population) has
+// id 00000000-0000-0000-0000-<g as 12 hex digits> and email user<g>@bench.example, and every one
+// has the password "bench-password".
+#include <CLI/CLI.hpp>
+
+#include <asio/connect.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read_until.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A log-linear histogram of nanoseconds: 1/128 relative precision, 64 octaves.
+class Histogram {
+ public:
+  void record(uint64_t ns) {
+    ++counts_[index(ns)];
+    ++total_;
+    max_ = std::max(max_, ns);
+  }
+  void merge(const Histogram& other) {
+    for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
+    total_ += other.total_;
+    max_ = std::max(max_, other.max_);
+  }
+  uint64_t percentile(double p) const {
+    if (total_ == 0) return 0;
+    uint64_t rank = static_cast<uint64_t>(p / 100.0 * static_cast<double>(total_ - 1)) + 1, seen = 0;
+    for (size_t i = 0; i < counts_.size(); ++i)
+      if ((seen += counts_[i]) >= rank) return std::min(upper(i), max_);
+    return max_;
+  }
+  uint64_t total() const { return total_; }
+  uint64_t max() const { return max_; }
+
+ private:
+  static constexpr int kSub = 128;
+  static size_t index(uint64_t v) {
+    if (v < kSub) return static_cast<size_t>(v);
+    int octave = 63 - __builtin_clzll(v) - 6;  // v >> octave lands in [64, 128)
+    return static_cast<size_t>(octave) * 64 + static_cast<size_t>(v >> octave);
+  }
+  static uint64_t upper(size_t i) {
+    if (i < kSub) return i;
+    size_t octave = i / 64 - 1, top = i % 64 + 64;
+    return ((top + 1) << (octave + 1)) - 1;
+  }
+  std::vector<uint64_t> counts_ = std::vector<uint64_t>(64 * 64 + kSub, 0);
+  uint64_t total_ = 0, max_ = 0;
+};
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 7411;
+  int connections = 50;
+  int pipeline = 1;
+  double duration = 10;
+  uint64_t requests = 0;  // when set, stop after this many instead of after `duration`
+  std::string mix = "get:1";
+  uint64_t population = 0;
+  std::string secret;
+  std::string label = "run";
+  double rate = 0;  // requests per second per connection; 0 = as fast as replies come back
+  bool json_only = false;
+};
+
+struct Operation {
+  std::string name;
+  int weight;
+};
+
+struct Stats {
+  Histogram latency;
+  std::map<std::string, uint64_t> errors;  // code -> count
+  uint64_t ok = 0;
+};
+
+std::string id_of(uint64_t g) {
+  char text[40];
+  std::snprintf(text, sizeof text, "00000000-0000-0000-0000-%012" PRIx64, g);
+  return text;
+}
+
+class Generator {
+ public:
+  Generator(const Options& o, const std::vector<Operation>& mix, int connection, uint64_t seed)
+      : o_(o), mix_(mix), connection_(connection), rng_(seed) {
+    for (const auto& op : mix) total_weight_ += op.weight;
+  }
+
+  // The next request line (with LF).
+  std::string next() {
+    int pick = std::uniform_int_distribution<int>(1, total_weight_)(rng_);
+    const std::string* op = &mix_.back().name;
+    for (const auto& m : mix_)
+      if ((pick -= m.weight) <= 0) {
+        op = &m.name;
+        break;
+      }
+    uint64_t g = o_.population ? std::uniform_int_distribution<uint64_t>(1, o_.population)(rng_) : 1;
+    ++sequence_;
+    std::string unique = o_.label + "-" + std::to_string(connection_) + "-" + std::to_string(sequence_);
+    if (*op == "get") return "GET " + id_of(g) + "\n";
+    if (*op == "find") return "FIND user" + std::to_string(g) + "@bench.example\n";
+    if (*op == "login") return "LOGIN user" + std::to_string(g) + "@bench.example bench-password\n";
+    if (*op == "register") return "REGISTER " + unique + "@bench.example bench-password\n";
+    if (*op == "change_email") return "CHANGE_EMAIL " + id_of(g) + " " + unique + "@bench.example\n";
+    if (*op == "toggle") {
+      // Each connection cycles its own accounts: DEACTIVATE then REACTIVATE the same one.
+      uint64_t mine = (toggles_ / 2) * static_cast<uint64_t>(o_.connections) + static_cast<uint64_t>(connection_);
+      uint64_t account = o_.population ? mine % o_.population + 1 : 1;
+      return (toggles_++ % 2 == 0 ? "DEACTIVATE " : "REACTIVATE ") + id_of(account) + "\n";
+    }
+    return "PING\n";
+  }
+
+ private:
+  const Options& o_;
+  const std::vector<Operation>& mix_;
+  int connection_;
+  std::mt19937_64 rng_;
+  int total_weight_ = 0;
+  uint64_t sequence_ = 0;
+  uint64_t toggles_ = 0;  // DEACTIVATE on even, REACTIVATE of the same account on odd
+};
+
+asio::awaitable<void> drive(const Options& o, const std::vector<Operation>& mix, int connection, Stats& stats,
+                            Clock::time_point deadline, std::atomic<uint64_t>& budget) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket socket(executor);
+  asio::ip::tcp::resolver resolver(executor);
+  auto endpoints = co_await resolver.async_resolve(o.host, std::to_string(o.port), asio::use_awaitable);
+  co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
+  socket.set_option(asio::ip::tcp::no_delay(true));
+  std::string buffer;
+  if (!o.secret.empty()) {
+    std::string auth = "AUTH \"" + o.secret + "\"\n";
+    co_await asio::async_write(socket, asio::buffer(auth), asio::use_awaitable);
+    size_t n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
+    buffer.erase(0, n);
+  }
+  Generator generator(o, mix, connection, 0x5eed + static_cast<uint64_t>(connection));
+  std::string batch;
+  asio::steady_timer pace(executor);
+  auto next_send = Clock::now();
+  while (Clock::now() < deadline) {
+    if (o.rate > 0) {  // a steady probe rather than a flood
+      next_send += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.pipeline / o.rate));
+      pace.expires_at(next_send);
+      co_await pace.async_wait(asio::use_awaitable);
+    }
+    int depth = o.pipeline;
+    if (o.requests) {
+      uint64_t left = budget.load();
+      while (left > 0 && !budget.compare_exchange_weak(left, left - std::min<uint64_t>(left, static_cast<uint64_t>(depth)))) {
+      }
+      if (left == 0) break;
+      depth = static_cast<int>(std::min<uint64_t>(left, static_cast<uint64_t>(depth)));
+    }
+    batch.clear();
+    for (int i = 0; i < depth; ++i) batch += generator.next();
+    auto sent = Clock::now();
+    co_await asio::async_write(socket, asio::buffer(batch), asio::use_awaitable);
+    for (int i = 0; i < depth; ++i) {
+      size_t n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
+      stats.latency.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count()));
+      if (buffer.compare(0, 2, "OK") == 0) {
+        ++stats.ok;
+      } else {
+        auto space = buffer.find(' ', 4);
+        ++stats.errors[buffer.substr(4, std::min(space, n - 1) - 4)];
+      }
+      buffer.erase(0, n);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"loadgen: load accountsd over its line protocol and report throughput and latency"};
+  app.add_option("--host", o.host);
+  app.add_option("--port", o.port);
+  app.add_option("-c,--connections", o.connections)->check(CLI::Range(1, 100000));
+  app.add_option("-P,--pipeline", o.pipeline, "requests in flight per connection")->check(CLI::Range(1, 10000));
+  app.add_option("-d,--duration", o.duration, "seconds to run");
+  app.add_option("-n,--requests", o.requests, "stop after this many requests instead");
+  app.add_option("--mix", o.mix, "weighted commands: get, find, login, register, change_email, toggle, ping (e.g. get:1,find:1)");
+  app.add_option("--population", o.population, "accounts preloaded by scripts/bench (user1..userN)");
+  app.add_option("--secret", o.secret, "AUTH secret");
+  app.add_option("--label", o.label, "name of this run (also makes REGISTER emails unique)");
+  app.add_option("--rate", o.rate, "requests per second per connection (default: as fast as possible)");
+  app.add_flag("--json", o.json_only, "print only the JSON object");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<Operation> mix;
+  std::stringstream parts(o.mix);
+  for (std::string part; std::getline(parts, part, ',');) {
+    auto colon = part.find(':');
+    mix.push_back({part.substr(0, colon), colon == std::string::npos ? 1 : std::stoi(part.substr(colon + 1))});
+  }
+
+  asio::io_context io(1);
+  std::vector<Stats> stats(static_cast<size_t>(o.connections));
+  std::atomic<uint64_t> budget{o.requests};
+  auto started = Clock::now();
+  auto deadline = o.requests ? Clock::time_point::max() : started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
+  int failed = 0;
+  for (int i = 0; i < o.connections; ++i)
+    asio::co_spawn(io, drive(o, mix, i, stats[static_cast<size_t>(i)], deadline, budget), [&failed](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        if (failed++ == 0) std::fprintf(stderr, "loadgen: connection failed: %s\n", ex.what());
+      }
+    });
+  io.run();
+  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+
+  Stats all;
+  for (const auto& s : stats) {
+    all.latency.merge(s.latency);
+    all.ok += s.ok;
+    for (const auto& [code, n] : s.errors) all.errors[code] += n;
+  }
+  uint64_t error_count = 0;
+  std::string errors_json;
+  for (const auto& [code, n] : all.errors) {
+    error_count += n;
+    errors_json += (errors_json.empty() ? "\"" : ",\"") + code + "\":" + std::to_string(n);
+  }
+  double rps = static_cast<double>(all.latency.total()) / seconds;
+  auto us = [&](double p) { return static_cast<double>(all.latency.percentile(p)) / 1000.0; };
+  char json[1024];
+  std::snprintf(json, sizeof json,
+                "{\"label\":\"%s\",\"mix\":\"%s\",\"connections\":%d,\"pipeline\":%d,\"seconds\":%.3f,\"requests\":%" PRIu64
+                ",\"ok\":%" PRIu64 ",\"errors\":{%s},\"failed_connections\":%d,\"rps\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                "\"p999_us\":%.1f,\"max_us\":%.1f}",
+                o.label.c_str(), o.mix.c_str(), o.connections, o.pipeline, seconds, all.latency.total(), all.ok,
+                errors_json.c_str(), failed, rps, us(50), us(99), us(99.9), static_cast<double>(all.latency.max()) / 1000.0);
+  if (!o.json_only) {
+    std::printf("%-12s %10s %10s %10s %10s %10s %10s\n", "run", "req/s", "p50 us", "p99 us", "p99.9 us", "max us", "errors");
+    std::printf("%-12s %10.0f %10.1f %10.1f %10.1f %10.1f %10" PRIu64 "\n", o.label.c_str(), rps, us(50), us(99), us(99.9),
+                static_cast<double>(all.latency.max()) / 1000.0, error_count);
+    for (const auto& [code, n] : all.errors) std::printf("  ERR %s: %" PRIu64 "\n", code.c_str(), n);
+  }
+  std::printf("%s\n", json);
+  // A benchmark with errors is not a result.
+  return (error_count > 0 || failed > 0 || all.latency.total() == 0) ? 1 : 0;
+}
