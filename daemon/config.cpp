@@ -79,6 +79,7 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
       {"database.batch_max", integer_into([](Config& c) -> auto& { return c.database.batch_max; }, 1, 100'000)},
       {"database.flush_interval_ms",
        integer_into([](Config& c) -> auto& { return c.database.flush_interval_ms; }, 0, 10'000)},
+      {"database.connections", integer_into([](Config& c) -> auto& { return c.database.connections; }, 1, 64)},
       {"database.write_timeout_s", integer_into([](Config& c) -> auto& { return c.database.write_timeout_s; }, 1, 3600)},
       {"accounts.min_password_length",
        integer_into([](Config& c) -> auto& { return c.accounts.min_password_length; }, 1, 1024)},

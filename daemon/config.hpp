@@ -30,6 +30,7 @@ struct Config {
     size_t batch_max = 1000;
     int64_t flush_interval_ms = 2;
     int64_t write_timeout_s = 5;
+    unsigned connections = 1;
   } database;
   accounts::Settings accounts;  // [accounts] and [password_hash]
   unsigned password_workers = 0;  // as configured; 0 = one per core

@@ -197,7 +197,8 @@ int run_daemon(const Config& config) {
     spdlog::warn("database.url is empty: MEMORY-ONLY mode, every account is LOST when accountsd stops");
   } else {
     writer = std::make_unique<db::Writer>(db::WriterSettings{config.database.url, config.database.batch_max,
-                                                             std::chrono::milliseconds(config.database.flush_interval_ms)});
+                                                             std::chrono::milliseconds(config.database.flush_interval_ms),
+                                                             config.database.connections});
     durability = writer.get();
   }
   accounts::AccountService service(config.accounts, io.get_executor(), *durability);

@@ -14,8 +14,48 @@
 
 namespace db {
 
+namespace {
+
+// One statement for a whole batch, planned once per connection: the rows arrive as arrays.
+const char* kUpsert =
+    "INSERT INTO accounts (id, email, state, password_hash, created_ms, updated_ms, confirmed_ms, version,"
+    " confirm_digest, confirm_expires_ms, reset_digest, reset_expires_ms)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],"
+    " $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[])"
+    " ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, state = EXCLUDED.state,"
+    " password_hash = EXCLUDED.password_hash, updated_ms = EXCLUDED.updated_ms,"
+    " confirmed_ms = EXCLUDED.confirmed_ms, version = EXCLUDED.version,"
+    " confirm_digest = EXCLUDED.confirm_digest, confirm_expires_ms = EXCLUDED.confirm_expires_ms,"
+    " reset_digest = EXCLUDED.reset_digest, reset_expires_ms = EXCLUDED.reset_expires_ms"
+    " WHERE accounts.version < EXCLUDED.version";
+const char* kDelete = "DELETE FROM accounts WHERE id = ANY($1::uuid[])";
+
+// A PostgreSQL array literal, built one element at a time.
+class ArrayLiteral {
+ public:
+  void add(std::string_view element) {
+    text_ += text_.empty() ? "{\"" : ",\"";
+    for (char c : element) {
+      if (c == '"' || c == '\\') text_ += '\\';
+      text_ += c;
+    }
+    text_ += '"';
+  }
+  void add(int64_t number) { add(std::to_string(number)); }
+  std::string str() const { return text_.empty() ? "{}" : text_ + "}"; }
+  bool empty() const { return text_.empty(); }
+
+ private:
+  std::string text_;
+};
+
+}  // namespace
+
 struct Writer::Link {
-  explicit Link(const std::string& url) : connection(url) {}
+  explicit Link(const std::string& url) : connection(url) {
+    connection.prepare("upsert", kUpsert);
+    connection.prepare("delete", kDelete);
+  }
   pqxx::connection connection;
 };
 
@@ -27,12 +67,13 @@ Writer::~Writer() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) t.join();
 }
 
-void Writer::connect() {
-  link_ = std::make_unique<Link>(settings_.url);
-  pqxx::nontransaction tx(link_->connection);
+std::unique_ptr<Writer::Link> Writer::connect(bool take_lock) {
+  auto link = std::make_unique<Link>(settings_.url);
+  if (!take_lock) return link;
+  pqxx::nontransaction tx(link->connection);
   bool locked = tx.exec1("SELECT pg_try_advisory_lock(" + std::to_string(kDaemonLockKey) + ")")[0].as<bool>();
   if (!locked) {
     auto holder = tx.exec(
@@ -41,23 +82,26 @@ void Writer::connect() {
         "AND ((l.classid::bigint << 32) | l.objid::bigint) = " + std::to_string(kDaemonLockKey));
     std::string who = holder.empty() ? "unknown" : "backend pid " + holder[0][0].as<std::string>() + " from " +
                                                        holder[0][1].as<std::string>();
-    link_.reset();
     throw DatabaseTaken("another accountsd already serves this database (" + who +
                         "); two daemons over one table would break email uniqueness");
   }
-  connected_ = true;
+  return link;
 }
 
 void Writer::open() {
-  connect();
-  int applied = migrate(link_->connection);
+  first_ = connect(true);
+  connected_ = true;
+  int applied = migrate(first_->connection);
   if (applied > 0)
     spdlog::info("database schema migrated to version {} ({} migration(s) applied)", latest_schema_version(), applied);
 }
 
 void Writer::start(std::function<void(const std::string&)> fatal) {
   fatal_ = std::move(fatal);
-  thread_ = std::thread([this] { run(); });
+  for (unsigned i = 0; i < std::max(1u, settings_.connections); ++i) {
+    std::unique_ptr<Link> link = i == 0 ? std::move(first_) : nullptr;
+    threads_.emplace_back([this, i, link = std::move(link)]() mutable { run(std::move(link), i == 0); });
+  }
 }
 
 void Writer::persist(accounts::Change change, accounts::Completion<bool> done) {
@@ -78,7 +122,7 @@ bool Writer::drain(std::chrono::milliseconds timeout) {
   return drained_.wait_for(lock, timeout, [this] { return queue_.empty() && in_flight_ == 0; });
 }
 
-void Writer::run() {
+void Writer::run(std::unique_ptr<Link> link, bool holds_lock) {
   std::chrono::milliseconds backoff{100};
   while (true) {
     std::deque<Pending> batch;
@@ -86,26 +130,29 @@ void Writer::run() {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping with nothing left
-      // Group commit: give the batch flush_interval to fill up, unless it is full already.
-      if (!stopping_ && queue_.size() < settings_.batch_max)
-        wake_.wait_for(lock, settings_.flush_interval,
-                       [this] { return stopping_ || queue_.size() >= settings_.batch_max; });
+      // Group commit: let the batch fill while changes keep arriving, for at most flush_interval;
+      // stop early once arrivals pause for 100 us (waiting longer would only add latency).
+      auto until = std::chrono::steady_clock::now() + settings_.flush_interval;
+      while (!stopping_ && queue_.size() < settings_.batch_max && std::chrono::steady_clock::now() < until) {
+        size_t before = queue_.size();
+        wake_.wait_for(lock, std::chrono::microseconds(100), [this] { return stopping_ || queue_.size() >= settings_.batch_max; });
+        if (queue_.size() == before) break;
+      }
       size_t take = std::min(queue_.size(), settings_.batch_max);
       for (size_t i = 0; i < take; ++i) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      in_flight_ = batch.size();
+      in_flight_ += batch.size();
     }
 
     while (true) {  // the same batch until it commits: nothing accepted is ever dropped
       try {
-        if (!link_ || !link_->connection.is_open()) {
-          connected_ = false;
-          connect();
-          spdlog::info("database connection restored; writing resumes");
+        if (!link || !link->connection.is_open()) {
+          link = connect(holds_lock);  // the first connection re-takes the daemon's lock
+          if (!connected_.exchange(true)) spdlog::info("database connection restored; writing resumes");
         }
-        commit(batch);
+        commit(*link, batch);
         backoff = std::chrono::milliseconds{100};
         break;
       } catch (const DatabaseTaken& e) {
@@ -117,7 +164,7 @@ void Writer::run() {
       } catch (const pqxx::in_doubt_error& e) {
         spdlog::error("database commit in doubt, retrying the batch: {}", e.what());
       } catch (const pqxx::sql_error& e) {
-        if (link_ && link_->connection.is_open()) {
+        if (link && link->connection.is_open()) {
           // The database refused the data itself: retrying cannot help. Fail these changes.
           spdlog::error("database rejected a batch of {} changes: {}", batch.size(), e.what());
           for (auto& p : batch) p.done(false);
@@ -128,7 +175,7 @@ void Writer::run() {
         spdlog::warn("database unavailable: {}", e.what());
       }
       connected_ = false;
-      link_.reset();
+      link.reset();
       {
         std::unique_lock lock(mutex_);
         if (stopping_) {
@@ -141,38 +188,47 @@ void Writer::run() {
     }
 
     std::lock_guard lock(mutex_);
-    in_flight_ = 0;
-    if (queue_.empty()) drained_.notify_all();
+    in_flight_ -= batch.size();
+    if (queue_.empty() && in_flight_ == 0) drained_.notify_all();
   }
 }
 
-void Writer::commit(std::deque<Pending>& batch) {
+void Writer::commit(Link& link, std::deque<Pending>& batch) {
   // Several changes to one account collapse into its latest version (a deletion is always last).
   std::unordered_map<accounts::Uuid, const accounts::Change*, accounts::UuidHash> latest;
   for (const auto& p : batch) {
     auto& slot = latest[p.change.record.id];
     if (slot == nullptr || slot->record.version < p.change.record.version) slot = &p.change;
   }
-  std::string upserts, deletions;
+  ArrayLiteral ids, emails, states, hashes, created, updated, confirmed, versions, confirm_digests, confirm_expiry,
+      reset_digests, reset_expiry, deleted;
+  auto digest = [](const accounts::PendingToken& t) { return t.present() ? hex(t.digest) : std::string(); };
   for (const auto& [id, change] : latest) {
     if (change->removed) {
-      deletions += (deletions.empty() ? "'" : ",'") + id.to_string() + "'";
-    } else {
-      if (!upserts.empty()) upserts += ',';
-      upserts += sql_values(change->record, [this](const std::string& s) { return link_->connection.quote(s); });
+      deleted.add(id.to_string());
+      continue;
     }
+    const accounts::AccountRecord& r = change->record;
+    ids.add(id.to_string());
+    emails.add(r.email);
+    states.add(accounts::state_name(r.state));
+    hashes.add(r.password_hash);
+    created.add(r.created_ms);
+    updated.add(r.updated_ms);
+    confirmed.add(r.confirmed_ms);
+    versions.add(static_cast<int64_t>(r.version));
+    confirm_digests.add(digest(r.confirm));
+    confirm_expiry.add(r.confirm.expires_ms);
+    reset_digests.add(digest(r.reset));
+    reset_expiry.add(r.reset.expires_ms);
   }
 
-  pqxx::work tx(link_->connection, "write");
-  if (!upserts.empty())
-    tx.exec(std::string("INSERT INTO accounts (") + kColumns + ") VALUES " + upserts +
-            " ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, state = EXCLUDED.state,"
-            " password_hash = EXCLUDED.password_hash, updated_ms = EXCLUDED.updated_ms,"
-            " confirmed_ms = EXCLUDED.confirmed_ms, version = EXCLUDED.version,"
-            " confirm_digest = EXCLUDED.confirm_digest, confirm_expires_ms = EXCLUDED.confirm_expires_ms,"
-            " reset_digest = EXCLUDED.reset_digest, reset_expires_ms = EXCLUDED.reset_expires_ms"
-            " WHERE accounts.version < EXCLUDED.version");
-  if (!deletions.empty()) tx.exec("DELETE FROM accounts WHERE id IN (" + deletions + ")");
+  pqxx::work tx(link.connection, "write");
+  if (!ids.empty())
+    tx.exec_prepared("upsert", ids.str(), emails.str(), states.str(), hashes.str(), created.str(), updated.str(),
+                     confirmed.str(), versions.str(), confirm_digests.str(), confirm_expiry.str(), reset_digests.str(),
+                     reset_expiry.str());
+  if (!deleted.empty()) tx.exec_prepared("delete", deleted.str());
   tx.commit();
   commits_.fetch_add(1, std::memory_order_relaxed);
   for (auto& p : batch) p.done(true);

@@ -1,7 +1,9 @@
 #pragma once
-// The asynchronous group-commit writer: every account actor's changes flow into one queue, and a
-// thread of its own commits them to PostgreSQL in batches (up to batch_max changes, or whatever
-// arrived within flush_interval_ms, per transaction). A change's completion runs once its
+// The asynchronous group-commit writer: every account actor's changes flow into one queue, and
+// `connections` threads, each with a PostgreSQL connection of its own, commit them in batches (up
+// to batch_max changes, or whatever arrived within flush_interval_ms, per transaction). Batches
+// on different connections never conflict: an account has at most one change in flight (its
+// actor waits for it), and an email is only reserved anew once the change freeing it committed. A change's completion runs once its
 // transaction has committed. The writer never drops a change it accepted: when PostgreSQL is
 // unreachable it reconnects with backoff and retries the same batch, which is idempotent (a row
 // is only ever overwritten by a higher version).
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "accounts/durability.hpp"
 
@@ -23,6 +26,7 @@ struct WriterSettings {
   std::string url;
   size_t batch_max = 1000;
   std::chrono::milliseconds flush_interval{2};
+  unsigned connections = 1;
 };
 
 // Another daemon holds the database: starting would break email uniqueness.
@@ -56,13 +60,13 @@ class Writer final : public accounts::Durability {
     accounts::Change change;
     accounts::Completion<bool> done;
   };
-  void run();
-  void commit(std::deque<Pending>& batch);
-  void connect();
+  struct Link;  // a pqxx connection, kept out of this header
+  void run(std::unique_ptr<Link> link, bool holds_lock);
+  void commit(Link& link, std::deque<Pending>& batch);
+  std::unique_ptr<Link> connect(bool take_lock);
 
   WriterSettings settings_;
-  struct Link;  // the pqxx connection, kept out of this header
-  std::unique_ptr<Link> link_;
+  std::unique_ptr<Link> first_;  // from open(): holds the advisory lock, migrated the schema
   std::function<void(const std::string&)> fatal_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;     // the writer waits for work
@@ -72,7 +76,7 @@ class Writer final : public accounts::Durability {
   bool stopping_ = false;
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> commits_{0};
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace db

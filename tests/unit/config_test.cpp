@@ -24,6 +24,10 @@ TEST_CASE("defaults match the documented ones", "[config]") {
   CHECK(c.server.idle_timeout_s == 300);
   CHECK(c.auth.secret.empty());
   CHECK(c.database.url.empty());
+  CHECK(c.database.connections == 1);
+  CHECK(c.database.batch_max == 1000);
+  CHECK(c.database.flush_interval_ms == 2);
+  CHECK(c.database.write_timeout_s == 5);
   CHECK(c.accounts.min_password_length == 8);
   CHECK(c.accounts.confirm_token_ttl_s == 86400);
   CHECK(c.accounts.reset_token_ttl_s == 3600);
@@ -48,6 +52,10 @@ shutdown_timeout_s = 4
 secret = "s"
 [database]
 url = "host=/tmp dbname=x"
+connections = 3
+batch_max = 10
+flush_interval_ms = 0
+write_timeout_s = 9
 [accounts]
 min_password_length = 12
 confirm_token_ttl_s = 60
@@ -72,6 +80,10 @@ level = "debug"
   CHECK(c.server.shutdown_timeout_s == 4);
   CHECK(c.auth.secret == "s");
   CHECK(c.database.url == "host=/tmp dbname=x");
+  CHECK(c.database.connections == 3);
+  CHECK(c.database.batch_max == 10);
+  CHECK(c.database.flush_interval_ms == 0);
+  CHECK(c.accounts.write_timeout == std::chrono::seconds(9));
   CHECK(c.accounts.min_password_length == 12);
   CHECK(c.accounts.confirm_token_ttl_s == 60);
   CHECK(c.accounts.reset_token_ttl_s == 30);
