@@ -66,7 +66,13 @@ class Account : public std::enable_shared_from_this<Account> {
     int64_t streak_start_ms = 0;
     int64_t locked_until_ms = 0;
   };
-  Throttle& throttle() { return throttle_; }
+  // Most accounts never fail a login: the throttle is allocated on first use.
+  Throttle& throttle() {
+    if (!throttle_) throttle_ = std::make_unique<Throttle>();
+    return *throttle_;
+  }
+  const Throttle* existing_throttle() const { return throttle_.get(); }
+  void forget_throttle() { throttle_.reset(); }
 
  private:
   struct Message;
@@ -79,7 +85,7 @@ class Account : public std::enable_shared_from_this<Account> {
   bool in_doubt_ = false;
   Presence presence_;
   AccountRecord record_;
-  Throttle throttle_;
+  std::unique_ptr<Throttle> throttle_;
   std::unique_ptr<Message> head_;
   Message* tail_ = nullptr;
 };

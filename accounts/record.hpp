@@ -1,6 +1,7 @@
 #pragma once
 // The data of one account, and how it appears in a reply.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,11 +17,27 @@ enum class State : uint8_t { unconfirmed, active, deactivated };
 std::string_view state_name(State state);
 std::optional<State> parse_state(std::string_view name);
 
-// A one-time token as stored: its digest and when it stops working. Empty when expires_ms == 0.
-struct PendingToken {
-  TokenDigest digest{};
-  int64_t expires_ms = 0;
-  bool present() const { return expires_ms != 0; }
+// A one-time token as stored: its digest and when it stops working, or nothing. Most accounts
+// have none pending, so the data lives in a box of its own: an empty token costs 8 bytes, not 40.
+class PendingToken {
+ public:
+  PendingToken() = default;
+  PendingToken(const TokenDigest& digest, int64_t expires_ms) : data_(new Data{digest, expires_ms}) {}
+  PendingToken(const PendingToken& other) : data_(other.data_ ? new Data(*other.data_) : nullptr) {}
+  PendingToken(PendingToken&&) noexcept = default;
+  PendingToken& operator=(const PendingToken& other) { return *this = PendingToken(other); }
+  PendingToken& operator=(PendingToken&&) noexcept = default;
+
+  bool present() const { return data_ != nullptr; }
+  const TokenDigest& digest() const { return data_->digest; }   // only when present()
+  int64_t expires_ms() const { return data_ ? data_->expires_ms : 0; }
+
+ private:
+  struct Data {
+    TokenDigest digest;
+    int64_t expires_ms;
+  };
+  std::unique_ptr<Data> data_;
 };
 
 struct AccountRecord {

@@ -40,9 +40,9 @@ Reply refused(const Transition& t, State state) {
 // Checks a presented token against the pending one: wrong before expired, so that a guess
 // learns nothing about whether a token is pending.
 std::optional<Reply> check_token(const PendingToken& pending, const std::string& token, int64_t now) {
-  if (!pending.present() || !same_digest(pending.digest, digest_token(token)))
+  if (!pending.present() || !same_digest(pending.digest(), digest_token(token)))
     return Reply::error(Error::invalid_token, "token does not match");
-  if (now >= pending.expires_ms) return Reply::error(Error::token_expired, "token has expired");
+  if (now >= pending.expires_ms()) return Reply::error(Error::token_expired, "token has expired");
   return std::nullopt;
 }
 
@@ -356,18 +356,19 @@ asio::awaitable<Reply> AccountService::login(std::string email, std::string pass
       if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
       co_return invalid_credentials();
     }
-    auto& throttle = a.throttle();
-    int64_t now = now_ms();
-    if (throttle.locked_until_ms > now) {
-      int64_t seconds = (throttle.locked_until_ms - now + 999) / 1000;
-      co_return Reply::error(Error::locked, "too many failed logins; retry in " + std::to_string(seconds) + " s");
+    if (const auto* throttle = a.existing_throttle()) {
+      int64_t now = now_ms();
+      if (throttle->locked_until_ms > now) {
+        int64_t seconds = (throttle->locked_until_ms - now + 999) / 1000;
+        co_return Reply::error(Error::locked, "too many failed logins; retry in " + std::to_string(seconds) + " s");
+      }
+      if (throttle->locked_until_ms != 0) a.forget_throttle();  // the lock has run out: a fresh start
     }
-    throttle.locked_until_ms = 0;
 
     auto verified = co_await verify_on_pool(a.record().password_hash, password);
     if (!verified) co_return busy();
     if (!*verified) co_return note_failed_login(a);
-    throttle = {};
+    a.forget_throttle();
 
     auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
@@ -484,7 +485,7 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
     next.password_hash = std::move(*hash);
     next.reset = {};
     if (!co_await commit(a, std::move(next))) co_return unavailable();
-    a.throttle() = {};  // a reset proves control of the mailbox: lift any lockout
+    a.forget_throttle();  // a reset proves control of the mailbox: lift any lockout
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));

@@ -42,17 +42,16 @@ int64_t number(std::string_view text, const char* column, const std::string& id)
 }
 
 accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, const char* column, const std::string& id) {
-  accounts::PendingToken t;
-  if (digest_hex.empty() && expires_ms == 0) return t;
+  if (digest_hex.empty() && expires_ms == 0) return {};
   if (digest_hex.size() != 64 || expires_ms <= 0)
     throw std::runtime_error("account " + id + ": column " + column + " is not a 64-digit hex digest with an expiry");
+  accounts::TokenDigest digest;
   for (size_t i = 0; i < 32; ++i) {
-    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, t.digest[i], 16);
+    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, digest[i], 16);
     if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2)
       throw std::runtime_error("account " + id + ": column " + column + " is not hex");
   }
-  t.expires_ms = expires_ms;
-  return t;
+  return accounts::PendingToken(digest, expires_ms);
 }
 
 }  // namespace

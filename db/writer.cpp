@@ -202,7 +202,7 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   }
   ArrayLiteral ids, emails, states, hashes, created, updated, confirmed, versions, confirm_digests, confirm_expiry,
       reset_digests, reset_expiry, deleted;
-  auto digest = [](const accounts::PendingToken& t) { return t.present() ? hex(t.digest) : std::string(); };
+  auto digest = [](const accounts::PendingToken& t) { return t.present() ? hex(t.digest()) : std::string(); };
   for (const auto& [id, change] : latest) {
     if (change->removed) {
       deleted.add(id.to_string());
@@ -218,9 +218,9 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
     confirmed.add(r.confirmed_ms);
     versions.add(static_cast<int64_t>(r.version));
     confirm_digests.add(digest(r.confirm));
-    confirm_expiry.add(r.confirm.expires_ms);
+    confirm_expiry.add(r.confirm.expires_ms());
     reset_digests.add(digest(r.reset));
-    reset_expiry.add(r.reset.expires_ms);
+    reset_expiry.add(r.reset.expires_ms());
   }
 
   pqxx::work tx(link.connection, "write");
