@@ -491,31 +491,21 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
   co_return co_await target.account->ask(executor_, std::move(job));
 }
 
-asio::awaitable<Reply> AccountService::deactivate(std::string id) {
-  auto target = find_by_id(id);
-  if (target.error) co_return *target.error;
-  Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
-    if (auto refused = unchangeable(a)) co_return *refused;
-    auto t = transition(a.record().state, Action::deactivate, a.record().confirmed_ms != 0);
-    if (!t.allowed) co_return refused(t, a.record().state);
-    AccountRecord next = a.record();
-    next.state = t.next;
-    next.reset = {};  // a deactivated account cannot be reset into use
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
-    co_return view_of(a.record());
-  };
-  co_return co_await target.account->ask(executor_, std::move(job));
-}
+asio::awaitable<Reply> AccountService::deactivate(std::string id) { return move_state(std::move(id), Action::deactivate); }
 
-asio::awaitable<Reply> AccountService::reactivate(std::string id) {
+asio::awaitable<Reply> AccountService::reactivate(std::string id) { return move_state(std::move(id), Action::reactivate); }
+
+// DEACTIVATE and REACTIVATE: a state change the transition table decides, and nothing else.
+asio::awaitable<Reply> AccountService::move_state(std::string id, Action action) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
-  Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
+  Account::Job job = [this, action](Account& a) -> asio::awaitable<Reply> {
     if (auto refused = unchangeable(a)) co_return *refused;
-    auto t = transition(a.record().state, Action::reactivate, a.record().confirmed_ms != 0);
+    auto t = transition(a.record().state, action, a.record().confirmed_ms != 0);
     if (!t.allowed) co_return refused(t, a.record().state);
     AccountRecord next = a.record();
     next.state = t.next;
+    if (next.state == State::deactivated) next.reset = {};  // a deactivated account cannot be reset into use
     if (!co_await commit(a, std::move(next))) co_return unavailable();
     co_return view_of(a.record());
   };

@@ -14,6 +14,7 @@
 #include "accounts/account.hpp"
 #include "accounts/durability.hpp"
 #include "accounts/index.hpp"
+#include "accounts/lifecycle.hpp"
 #include "accounts/password_pool.hpp"
 #include "protocol/reply.hpp"
 
@@ -70,6 +71,7 @@ class AccountService {
  private:
   struct Target;  // an account found by id, or the reply that says why not
   Target find_by_id(const std::string& id_text) const;
+  asio::awaitable<Reply> move_state(std::string id, Action action);
 
   asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);
   asio::awaitable<std::optional<bool>> verify_on_pool(std::string hash, std::string password);
