@@ -105,7 +105,7 @@ void Server::detach(Session* session) {
 }
 
 std::string Server::loading_progress() const {
-  const db::LoadProgress* p = progress_;
+  const db::LoadProgress* p = progress_.load();
   if (p == nullptr) return "starting";
   uint64_t rows = p->rows.load(), expected = p->expected.load();
   std::string text = "loading accounts: " + std::to_string(rows) + " rows";

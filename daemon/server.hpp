@@ -45,7 +45,10 @@ class Server {
   void set_secret(std::string secret);
 
   // While the warm-load runs, account commands answer LOADING with this progress.
-  void set_loading(const db::LoadProgress* progress) { progress_ = progress; loading_.store(progress != nullptr); }
+  void set_loading(const db::LoadProgress* progress) {
+    if (progress != nullptr) progress_.store(progress);
+    loading_.store(progress != nullptr, std::memory_order_release);
+  }
   bool loading() const { return loading_.load(std::memory_order_acquire); }
   std::string loading_progress() const;
 
@@ -65,7 +68,7 @@ class Server {
   asio::ip::tcp::acceptor acceptor_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> loading_{false};
-  const db::LoadProgress* progress_ = nullptr;
+  std::atomic<const db::LoadProgress*> progress_{nullptr};  // set before loading_, never cleared
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> requests_{0};
   mutable std::mutex mutex_;  // guards sessions_ and secret_
