@@ -24,7 +24,6 @@ std::string_view code_name(Error code) {
     case Error::busy: return "BUSY";
     case Error::unavailable: return "UNAVAILABLE";
     case Error::loading: return "LOADING";
-    case Error::shutting_down: return "SHUTTING_DOWN";
     case Error::internal: return "INTERNAL";
   }
   return "INTERNAL";

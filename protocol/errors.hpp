@@ -26,7 +26,6 @@ enum class Error {
   busy,
   unavailable,
   loading,
-  shutting_down,
   internal,
 };
 
