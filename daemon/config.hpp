@@ -20,6 +20,9 @@ struct Config {
     size_t max_connections = 1024;
     size_t max_line_bytes = 4096;
     int64_t idle_timeout_s = 300;
+    int64_t request_timeout_s = 10;     // a request line must arrive whole within this of its first byte
+    int64_t auth_timeout_s = 10;        // with a secret set: AUTH within this of connecting, or closed
+    size_t max_unauthenticated = 64;    // with a secret set: connections not yet authenticated
     int64_t shutdown_timeout_s = 10;
   } server;
   struct Auth {
@@ -31,6 +34,7 @@ struct Config {
     int64_t flush_interval_ms = 2;
     int64_t write_timeout_s = 5;
     unsigned connections = 1;
+    int64_t lease_timeout_ms = 2000;  // without a successful lease check for this long: fenced
   } database;
   accounts::Settings accounts;  // [accounts] and [password_hash]
   unsigned password_workers = 0;  // as configured; 0 = one per core

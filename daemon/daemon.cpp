@@ -11,6 +11,7 @@
 #include <asio/use_awaitable.hpp>
 #include <chrono>
 #include <csignal>
+#include <sys/resource.h>
 #include <thread>
 
 #include "accounts/commands.hpp"
@@ -50,10 +51,8 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
     session.close_after_reply();
     co_return Reply::ok("bye");
   });
-  table.add({"AUTH", 1, 1, kPublic, "AUTH <secret>"}, [](Session& session, Args args) -> asio::awaitable<Reply> {
-    if (!session.server().secret_matches(args[0])) co_return Reply::error(Error::auth_failed, "wrong secret");
-    session.set_authenticated();
-    co_return Reply::ok();
+  table.add({"AUTH", 1, 1, kPublic, "AUTH <secret>"}, [](Session& session, Args args) {
+    return session.authenticate(args[0]);
   });
   table.add({"STATS", 0, 0, kServedWhileLoading, "STATS"}, [&server, sources](Session&, Args) -> asio::awaitable<Reply> {
     auto counts = sources.service.counts();
@@ -182,9 +181,31 @@ void start_database(db::Writer& writer, accounts::AccountService& service, db::L
       [&service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); });
 }
 
+// Every connection is a file descriptor, and so is every database connection, the listener and a
+// few more. Raise the soft limit toward the hard one as far as max_connections needs (as Redis
+// does), and say so when even the hard limit is too low.
+void raise_fd_limit(const Config& config) {
+  const rlim_t needed = config.server.max_connections + config.database.connections + 32;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < needed) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : std::min<rlim_t>(needed, limit.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      spdlog::info("raised the open file limit from {} to {}", limit.rlim_cur, raised.rlim_cur);
+      limit = raised;
+    }
+  }
+  if (limit.rlim_cur < needed)
+    spdlog::warn("the open file limit is {} (hard limit {}), below the {} that server.max_connections = {} needs: "
+                 "connections beyond it are delayed in the backlog; raise LimitNOFILE= or lower max_connections",
+                 limit.rlim_cur, limit.rlim_max, needed, config.server.max_connections);
+}
+
 }  // namespace
 
 int run_daemon(const Config& config) {
+  raise_fd_limit(config);
   accounts::init_secrets();
   accounts::IndexRuntime index_runtime(config.server.threads + 8);
   asio::io_context io(static_cast<int>(config.server.threads));

@@ -6,6 +6,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -13,6 +14,17 @@
 #include "daemon/session.hpp"
 
 namespace accountsd {
+namespace {
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+template <class Socket>
+std::string peer_of(const Socket& socket) {
+  asio::error_code ec;
+  auto peer = socket.remote_endpoint(ec);
+  if (ec) return "unknown peer";
+  return peer.address().to_string() + ":" + std::to_string(peer.port());
+}
+}  // namespace
 
 void log_failure(const char* what, std::exception_ptr e) {
   if (!e) return;
@@ -43,36 +55,58 @@ void Server::open(int inherited_fd) {
 }
 
 asio::awaitable<void> Server::accept_loop() {
+  asio::steady_timer pause(io_);
+  auto backoff = std::chrono::milliseconds(0);
   while (!stopping()) {
-    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(io_), asio::experimental::as_tuple(asio::use_awaitable));
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(io_), use_tuple);
     if (ec) {
       if (stopping() || ec == asio::error::operation_aborted) break;
-      spdlog::warn("accept failed: {}", ec.message());
-      continue;  // e.g. out of file descriptors: keep serving the connections we have
+      // Out of file descriptors (or memory): the pending connection stays in the backlog, so
+      // retrying at once would spin. Pause, longer each time, and log at a bounded rate.
+      backoff = std::clamp(backoff * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+      uint64_t suppressed = 0;
+      if (accept_error_log_.allow(suppressed))
+        spdlog::warn("accept failed: {}; pausing accepts for {} ms{}", ec.message(), backoff.count(),
+                     suppressed ? " (" + std::to_string(suppressed) + " more not logged)" : std::string());
+      pause.expires_after(backoff);
+      co_await pause.async_wait(use_tuple);
+      continue;
     }
+    backoff = std::chrono::milliseconds(0);
     if (connections() >= config_.server.max_connections) {
-      asio::co_spawn(socket.get_executor(), refuse(std::move(socket)),
+      asio::co_spawn(socket.get_executor(), refuse(std::move(socket), "max_connections"),
+                     [](std::exception_ptr e) { log_failure("refusing a connection", e); });
+      continue;
+    }
+    if (secret_required() && unauthenticated() >= config_.server.max_unauthenticated) {
+      asio::co_spawn(socket.get_executor(), refuse(std::move(socket), "max_unauthenticated"),
                      [](std::exception_ptr e) { log_failure("refusing a connection", e); });
       continue;
     }
     asio::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    if (spdlog::should_log(spdlog::level::debug)) {
-      auto peer = socket.remote_endpoint(ignored);
-      spdlog::debug("connection from {}:{}", peer.address().to_string(), peer.port());
-    }
-    auto session = std::make_shared<Session>(std::move(socket), *this);
+    std::string peer = peer_of(socket);
+    spdlog::debug("connection from {}", peer);
+    auto session = std::make_shared<Session>(std::move(socket), *this, std::move(peer));
     attach(session);
-    asio::co_spawn(asio::make_strand(io_), [session] { return session->run(); },
+    // The session runs on the strand its socket was accepted on: one strand per connection.
+    auto strand = session->executor();
+    asio::co_spawn(strand, [session] { return session->run(); },
                    [](std::exception_ptr e) { log_failure("session", e); });
   }
 }
 
-asio::awaitable<void> Server::refuse(asio::ip::tcp::socket socket) {
-  spdlog::warn("refusing a connection: max_connections ({}) reached", config_.server.max_connections);
+asio::awaitable<void> Server::refuse(asio::ip::tcp::socket socket, std::string why) {
+  uint64_t suppressed = 0;
+  if (refusal_log_.allow(suppressed))
+    spdlog::warn("refusing a connection from {}: {} ({}) reached{}", peer_of(socket), why,
+                 why == "max_connections" ? config_.server.max_connections : config_.server.max_unauthenticated,
+                 suppressed ? "; " + std::to_string(suppressed) + " more refusals not logged" : std::string());
   auto line = protocol::Reply::error(protocol::Error::too_many_connections,
-                                     "server is at max_connections; try again later").line() + '\n';
-  co_await asio::async_write(socket, asio::buffer(line), asio::experimental::as_tuple(asio::use_awaitable));
+                                     why == "max_connections" ? "server is at max_connections; try again later"
+                                                              : "too many connections waiting to authenticate; try again later")
+                  .line() + '\n';
+  co_await asio::async_write(socket, asio::buffer(line), use_tuple);
   asio::error_code ignored;
   socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
@@ -131,6 +165,12 @@ bool Server::secret_matches(std::string_view presented) const {
   crypto_generichash(actual, sizeof actual, reinterpret_cast<const unsigned char*>(presented.data()),
                      presented.size(), nullptr, 0);
   return sodium_memcmp(expected, actual, sizeof expected) == 0;
+}
+
+void Server::set_fenced(std::string reason) {
+  std::lock_guard lock(mutex_);
+  fenced_reason_ = std::move(reason);
+  fenced_.store(!fenced_reason_.empty(), std::memory_order_release);
 }
 
 void Server::set_secret(std::string secret) {

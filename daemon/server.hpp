@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "daemon/config.hpp"
+#include "daemon/log_limiter.hpp"
 #include "db/warm_load.hpp"
 #include "protocol/command_table.hpp"
 
@@ -52,6 +53,20 @@ class Server {
   bool loading() const { return loading_.load(std::memory_order_acquire); }
   std::string loading_progress() const;
 
+  // Non-empty while this daemon does not hold the database lease: account commands answer FENCED
+  // with this text. Set and cleared by the lease watcher (any thread).
+  void set_fenced(std::string reason);
+  std::string fenced_reason() const {
+    if (!fenced_.load(std::memory_order_acquire)) return {};
+    std::lock_guard lock(mutex_);
+    return fenced_reason_;
+  }
+
+  // Connections that still have to AUTH: capped by server.max_unauthenticated.
+  void count_unauthenticated(int delta) { unauthenticated_.fetch_add(delta, std::memory_order_relaxed); }
+  size_t unauthenticated() const { return static_cast<size_t>(unauthenticated_.load(std::memory_order_relaxed)); }
+  LogLimiter& auth_failure_log() { return auth_failure_log_; }
+
   void count_request() { requests_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
@@ -60,7 +75,7 @@ class Server {
   void detach(Session* session);
 
  private:
-  asio::awaitable<void> refuse(asio::ip::tcp::socket socket);
+  asio::awaitable<void> refuse(asio::ip::tcp::socket socket, std::string why);
 
   asio::io_context& io_;
   const Config& config_;
@@ -71,9 +86,15 @@ class Server {
   std::atomic<const db::LoadProgress*> progress_{nullptr};  // set before loading_, never cleared
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> requests_{0};
-  mutable std::mutex mutex_;  // guards sessions_ and secret_
+  std::atomic<int64_t> unauthenticated_{0};
+  std::atomic<bool> fenced_{false};
+  LogLimiter accept_error_log_{5};
+  LogLimiter refusal_log_{5};
+  LogLimiter auth_failure_log_{20};
+  mutable std::mutex mutex_;  // guards sessions_, secret_ and fenced_reason_
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   std::string secret_;
+  std::string fenced_reason_;
 };
 
 // Logs the exception a spawned coroutine ended with; every co_spawn in the daemon uses it.

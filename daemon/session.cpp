@@ -5,6 +5,7 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/post.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -15,14 +16,20 @@ namespace {
 constexpr size_t kReadBytes = 16 * 1024;
 constexpr size_t kFlushBytes = 64 * 1024;  // bounds what a pipelining client that never reads can cost
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr auto kFirstAuthDelay = std::chrono::milliseconds(100);
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, Server& server)
+Session::Session(asio::ip::tcp::socket socket, Server& server, std::string peer)
     : socket_(std::move(socket)),
       timer_(socket_.get_executor()),
       server_(server),
-      framer_(server.config().server.max_line_bytes),
-      authenticated_(!server.secret_required()) {}
+      peer_(std::move(peer)),
+      framer_(server.config().server.max_line_bytes) {
+  if (server_.secret_required()) {
+    auth_deadline_ = Clock::now() + std::chrono::seconds(server_.config().server.auth_timeout_s);
+    server_.count_unauthenticated(+1);
+  }
+}
 
 asio::awaitable<void> Session::run() {
   auto self = shared_from_this();
@@ -31,10 +38,13 @@ asio::awaitable<void> Session::run() {
                  [](std::exception_ptr e) { log_failure("session watchdog", e); });
 
   bool connected = true;
+  Clock::time_point last_read = Clock::now();
   while (connected && !closing_) {
+    bool framed = false;
     while (connected && !closing_) {
       auto frame = framer_.next();
       if (!frame) break;
+      framed = true;
       if (frame->kind == protocol::LineFramer::Kind::too_long) {
         auto limit = std::to_string(server_.config().server.max_line_bytes);
         out_ += protocol::Reply::error(protocol::Error::line_too_long, "line exceeds " + limit + " bytes").line() + '\n';
@@ -44,13 +54,19 @@ asio::awaitable<void> Session::run() {
       if (out_.size() >= kFlushBytes) connected = co_await flush();
     }
     if (!connected || !co_await flush() || closing_ || server_.stopping()) break;
+    // A request line must arrive whole within request_timeout_s of its first byte, so a client
+    // that trickles one byte a second does not hold a connection forever. What is left unframed
+    // after a line was cut off arrived with the last read.
+    if (framed) line_started_ = last_read;
 
     auto buffer = framer_.prepare(kReadBytes);
     phase_ = Phase::reading;
     arm_deadline();
     auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
     phase_ = Phase::working;
-    if (ec) break;  // the client left, the idle deadline passed, or the server is stopping
+    if (ec) break;  // the client left, a deadline passed, or the server is stopping
+    last_read = Clock::now();
+    if (!framer_.in_line()) line_started_ = last_read;
     framer_.commit(n);
   }
 
@@ -58,6 +74,7 @@ asio::awaitable<void> Session::run() {
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   timer_.cancel();
+  if (auth_deadline_) server_.count_unauthenticated(-1);
   server_.detach(this);
 }
 
@@ -71,9 +88,38 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
   if (entry == nullptr) co_return Reply::error(protocol::Error::unknown_command, "unknown command; try HELP");
   protocol::Args args(args_.data() + 1, args_.size() - 1);
   std::string progress = server_.loading() ? server_.loading_progress() : std::string();
-  protocol::RequestContext context{authenticated_, !progress.empty(), progress};
+  std::string fenced = server_.fenced_reason();
+  protocol::RequestContext context{!auth_deadline_, !progress.empty(), progress, fenced};
   if (auto refused = protocol::precheck(entry->spec, args.size(), context)) co_return *refused;
   co_return co_await entry->handler(*this, args);
+}
+
+asio::awaitable<protocol::Reply> Session::authenticate(std::string_view secret) {
+  using protocol::Reply;
+  if (server_.secret_matches(secret)) {
+    set_authenticated();
+    co_return Reply::ok();
+  }
+  ++auth_failures_;
+  uint64_t suppressed = 0;
+  if (server_.auth_failure_log().allow(suppressed))
+    spdlog::warn("failed AUTH from {} ({} on this connection{})", peer_, auth_failures_,
+                 suppressed ? ", " + std::to_string(suppressed) + " more failures not logged" : std::string());
+  // Each failure costs the guesser more time: 0.1 s, 0.2 s, 0.4 s, ... and then the connection.
+  asio::steady_timer delay(co_await asio::this_coro::executor, kFirstAuthDelay * (1 << (auth_failures_ - 1)));
+  co_await delay.async_wait(use_tuple);
+  if (auth_failures_ >= kMaxAuthFailures) {
+    close_after_reply();
+    co_return Reply::error(protocol::Error::auth_failed, "wrong secret; closing after " +
+                                                             std::to_string(kMaxAuthFailures) + " failures");
+  }
+  co_return Reply::error(protocol::Error::auth_failed, "wrong secret");
+}
+
+void Session::set_authenticated() {
+  if (!auth_deadline_) return;
+  auth_deadline_.reset();
+  server_.count_unauthenticated(-1);
 }
 
 asio::awaitable<bool> Session::flush() {
@@ -86,12 +132,20 @@ asio::awaitable<bool> Session::flush() {
   co_return !ec;
 }
 
+// The earliest of: idle_timeout_s from now; request_timeout_s from the first byte of a request
+// line still incomplete; auth_timeout_s from the connection's start while it has not authenticated.
 void Session::arm_deadline() {
-  deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(server_.config().server.idle_timeout_s);
+  const auto& settings = server_.config().server;
+  deadline_ = Clock::now() + std::chrono::seconds(settings.idle_timeout_s);
+  if (phase_ == Phase::reading && framer_.in_line() && line_started_)
+    deadline_ = std::min(deadline_, *line_started_ + std::chrono::seconds(settings.request_timeout_s));
+  if (auth_deadline_) deadline_ = std::min(deadline_, *auth_deadline_);
+  // The watchdog sleeps until the deadline it last saw; wake it when this one is earlier.
+  if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
 
-// Closes the connection when a read waits longer than idle_timeout_s for a request, or a write
-// waits as long for a client that does not read. A request being executed is never cut short.
+// Closes the connection when a read or a write waits past the deadline. A request being executed
+// is never cut short.
 asio::awaitable<void> Session::watchdog() {
   while (socket_.is_open()) {
     timer_.expires_at(deadline_);
@@ -101,8 +155,11 @@ asio::awaitable<void> Session::watchdog() {
       arm_deadline();
       continue;
     }
-    if (deadline_ <= std::chrono::steady_clock::now()) {
-      spdlog::debug("closing connection idle for {} s", server_.config().server.idle_timeout_s);
+    if (deadline_ <= Clock::now()) {
+      spdlog::debug("closing connection from {}: {}", peer_,
+                    auth_deadline_ && *auth_deadline_ <= Clock::now() ? "did not authenticate in time"
+                    : phase_ == Phase::reading && framer_.in_line()  ? "request line not finished in time"
+                                                                     : "idle");
       asio::error_code ignored;
       socket_.close(ignored);
     }

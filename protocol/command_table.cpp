@@ -9,6 +9,8 @@ std::optional<Reply> precheck(const CommandSpec& spec, size_t arg_count, const R
     return Reply::error(Error::auth_required, "AUTH first");
   if (ctx.loading && !(spec.flags & kServedWhileLoading))
     return Reply::error(Error::loading, std::string(ctx.loading_progress));
+  if (!ctx.fenced.empty() && !(spec.flags & kServedWhileLoading))
+    return Reply::error(Error::fenced, std::string(ctx.fenced));
   return std::nullopt;
 }
 

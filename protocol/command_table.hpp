@@ -23,7 +23,7 @@ enum CommandFlags : unsigned {
   kNoFlags = 0,
   kPublic = 1u << 0,            // allowed before AUTH
   kMutating = 1u << 1,          // changes state; its OK means the change is durable
-  kServedWhileLoading = 1u << 2,  // answered while the warm-load is still running
+  kServedWhileLoading = 1u << 2,  // answered while the warm-load runs, and while fenced
 };
 
 struct CommandSpec {
@@ -39,9 +39,10 @@ struct RequestContext {
   bool authenticated;
   bool loading;
   std::string_view loading_progress;
+  std::string_view fenced;  // non-empty: why this daemon may not answer as the authority now
 };
 
-// The shared checks, in order: arity, then authentication, then loading. nullopt means "run it".
+// The shared checks, in order: arity, authentication, loading, fencing. nullopt means "run it".
 std::optional<Reply> precheck(const CommandSpec& spec, size_t arg_count, const RequestContext& ctx);
 
 inline std::string upper_ascii(std::string_view s) {

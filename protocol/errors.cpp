@@ -24,6 +24,7 @@ std::string_view code_name(Error code) {
     case Error::busy: return "BUSY";
     case Error::unavailable: return "UNAVAILABLE";
     case Error::loading: return "LOADING";
+    case Error::fenced: return "FENCED";
     case Error::internal: return "INTERNAL";
   }
   return "INTERNAL";

@@ -26,6 +26,7 @@ enum class Error {
   busy,
   unavailable,
   loading,
+  fenced,
   internal,
 };
 

@@ -84,7 +84,8 @@ TEST_CASE("a line longer than max_line_bytes gets LINE_TOO_LONG and the connecti
 TEST_CASE("binary garbage and malformed quoting get BAD_REQUEST, never a crash", "[server]") {
   Daemon daemon;
   Client c(daemon.port());
-  c.send(std::string("\x00\x01\xff\xfe garbage\x7f", 15) + "\n");
+  const char garbage[] = "\x00\x01\xff\xfe garbage\x7f";
+  c.send(std::string(garbage, sizeof garbage - 1) + "\n");
   CHECK(starts_with(c.line(), "ERR BAD_REQUEST "));
   CHECK(starts_with(c.call("PING \xc3\x28"), "ERR BAD_REQUEST "));  // invalid UTF-8
   CHECK(starts_with(c.call("FIND \"unterminated"), "ERR BAD_REQUEST "));

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -179,7 +180,14 @@ Daemon::Daemon(const Settings& overrides, const Environment& environment, bool w
     dup2(null, 0);
     dup2(null, 1);
     close_range(3, ~0U, 0);  // nothing of the test's (pipes, sockets) leaks into the daemon
-    for (const auto& [name, value] : environment) setenv(name.c_str(), value.c_str(), 1);
+    for (const auto& [name, value] : environment) {
+      if (name == "RLIMIT_NOFILE") {
+        rlimit limit{std::stoul(value), std::stoul(value)};
+        setrlimit(RLIMIT_NOFILE, &limit);
+      } else {
+        setenv(name.c_str(), value.c_str(), 1);
+      }
+    }
     std::string config = dir_ + "/config.toml";
     execl(ACCOUNTSD_BINARY, ACCOUNTSD_BINARY, "--config", config.c_str(), static_cast<char*>(nullptr));
     _exit(127);
@@ -229,6 +237,18 @@ long Daemon::rss_kib() const {
   while (std::getline(status, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
   return -1;
+}
+
+double Daemon::cpu_seconds() const {
+  std::string stat = read_file("/proc/" + std::to_string(pid_) + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoul(field);
+    if (i == 15) stime = std::stoul(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 Client::Client(int port) {
@@ -281,7 +301,7 @@ std::string Client::line(std::chrono::seconds timeout) {
   }
 }
 
-bool Client::closed_within(std::chrono::seconds timeout) {
+bool Client::closed_within(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());

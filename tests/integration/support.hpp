@@ -13,6 +13,8 @@
 namespace testing {
 
 using Settings = std::map<std::string, std::string>;  // "section.key" -> TOML value text
+// Environment variables for the daemon. One pseudo-variable is not exported but applied:
+// RLIMIT_NOFILE=N sets the daemon's soft and hard open-file limits to N.
 using Environment = std::map<std::string, std::string>;
 
 // A private PostgreSQL cluster for one test (scripts/pg), removed afterwards.
@@ -72,6 +74,7 @@ class Daemon {
   void rewrite_config(const Settings& overrides);
   std::string log() const;  // everything the daemon wrote to stderr so far
   long rss_kib() const;     // resident memory, from /proc
+  double cpu_seconds() const;  // user + system CPU time used so far, from /proc
 
  private:
   friend std::pair<int, std::string> run_to_exit(const Settings&, std::chrono::seconds);
@@ -96,7 +99,7 @@ class Client {
     return line();
   }
   // True when the server closes the connection within `timeout` (no further bytes arrive).
-  bool closed_within(std::chrono::seconds timeout);
+  bool closed_within(std::chrono::milliseconds timeout);
   int fd() const { return fd_; }
 
  private:

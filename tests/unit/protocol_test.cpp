@@ -93,6 +93,7 @@ TEST_CASE("every error code has its upper-case wire name", "[reply]") {
   CHECK(code_name(Error::email_taken) == "EMAIL_TAKEN");
   CHECK(code_name(Error::unavailable) == "UNAVAILABLE");
   CHECK(code_name(Error::loading) == "LOADING");
+  CHECK(code_name(Error::fenced) == "FENCED");
 }
 
 namespace {
@@ -142,13 +143,14 @@ TEST_CASE("command table: case-insensitive lookup, sorted names, no duplicates",
   CHECK_THROWS_AS(table.add({"Get", 0, 0, kNoFlags, "GET"}, 3), std::logic_error);
 }
 
-TEST_CASE("precheck: arity, then authentication, then loading", "[commands]") {
+TEST_CASE("precheck: arity, then authentication, then loading, then fencing", "[commands]") {
   CommandSpec get{"GET", 1, 1, kNoFlags, "GET <id>"};
   CommandSpec ping{"PING", 0, 0, kPublic, "PING"};
   CommandSpec help{"HELP", 0, 0, kPublic | kServedWhileLoading, "HELP"};
-  RequestContext open{true, false, {}};
-  RequestContext locked{false, false, {}};
-  RequestContext loading{true, true, "rows=10 percent=1"};
+  RequestContext open{true, false, {}, {}};
+  RequestContext locked{false, false, {}, {}};
+  RequestContext loading{true, true, "rows=10 percent=1", {}};
+  RequestContext fenced{true, false, {}, "lost the database lease"};
 
   CHECK_FALSE(precheck(get, 1, open));
   CHECK(precheck(get, 0, open)->line() == "ERR BAD_REQUEST wrong number of arguments; usage: GET <id>");
@@ -159,4 +161,8 @@ TEST_CASE("precheck: arity, then authentication, then loading", "[commands]") {
   CHECK(precheck(get, 1, loading)->line() == "ERR LOADING rows=10 percent=1");
   CHECK(precheck(ping, 0, loading)->code() == Error::loading);  // PING is the readiness probe
   CHECK_FALSE(precheck(help, 0, loading));
+  CHECK(precheck(get, 1, fenced)->line() == "ERR FENCED lost the database lease");
+  CHECK(precheck(ping, 0, fenced)->code() == Error::fenced);  // not ready: not the authority
+  CHECK_FALSE(precheck(help, 0, fenced));
+  CHECK(precheck(get, 1, RequestContext{false, false, {}, "x"})->code() == Error::auth_required);
 }
