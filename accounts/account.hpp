@@ -11,6 +11,7 @@
 
 #include "accounts/completion.hpp"
 #include "accounts/record.hpp"
+#include "accounts/throttle.hpp"
 
 namespace accounts {
 
@@ -60,19 +61,13 @@ class Account : public std::enable_shared_from_this<Account> {
   bool in_doubt() const { return in_doubt_; }
   void set_in_doubt(bool in_doubt) { in_doubt_ = in_doubt; }
 
-  // Actor only: failed-login throttling; it lives in memory and is never persisted.
-  struct Throttle {
-    uint32_t failures = 0;
-    int64_t streak_start_ms = 0;
-    int64_t locked_until_ms = 0;
-  };
-  // Most accounts never fail a login: the throttle is allocated on first use.
-  Throttle& throttle() {
-    if (!throttle_) throttle_ = std::make_unique<Throttle>();
+  // Actor only: failed-login throttling; it lives in memory and is never persisted. Most accounts
+  // never fail a login or give a source: the throttle is allocated on first use.
+  LoginThrottle& throttle() {
+    if (!throttle_) throttle_ = std::make_unique<LoginThrottle>();
     return *throttle_;
   }
-  const Throttle* existing_throttle() const { return throttle_.get(); }
-  void forget_throttle() { throttle_.reset(); }
+  LoginThrottle* existing_throttle() const { return throttle_.get(); }
 
  private:
   struct Message;
@@ -85,7 +80,7 @@ class Account : public std::enable_shared_from_this<Account> {
   bool in_doubt_ = false;
   Presence presence_;
   AccountRecord record_;
-  std::unique_ptr<Throttle> throttle_;
+  std::unique_ptr<LoginThrottle> throttle_;
   std::unique_ptr<Message> head_;
   Message* tail_ = nullptr;
 };

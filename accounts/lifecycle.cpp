@@ -33,4 +33,32 @@ Transition transition(State from, Action action, bool ever_confirmed) {
   return refuse(Error::internal);
 }
 
+TokenEffect token_effect(Action action) {
+  switch (action) {
+    case Action::login:            // a re-hash changes nothing the user can see
+    case Action::confirm:          // consumes its own token; a pending reset went to the same mailbox
+    case Action::resend:           // replaces its own token
+    case Action::reset_request:    // replaces its own token
+      return {true, true};
+    case Action::reset_password:   // consumes its own token; the confirmation went to the same mailbox
+      return {true, false};
+    case Action::change_password:  // a reset asked for before is answered: the password is new
+      return {true, false};
+    case Action::deactivate:       // no reset into use; a confirmation still names the same mailbox
+      return {true, false};
+    case Action::reactivate:       // (no reset token can be pending: DEACTIVATE ended it)
+      return {true, true};
+    case Action::change_email:     // both went to a mailbox the account no longer has
+    case Action::remove:
+      return {false, false};
+  }
+  return {false, false};
+}
+
+void drop_invalidated_tokens(Action action, AccountRecord& next) {
+  auto effect = token_effect(action);
+  if (!effect.keeps_confirm) next.confirm = {};
+  if (!effect.keeps_reset) next.reset = {};
+}
+
 }  // namespace accounts

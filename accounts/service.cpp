@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/this_coro.hpp>
 #include <mutex>
 
@@ -25,6 +28,9 @@ Reply view_of(const AccountRecord& record) {
 Reply not_found() { return Reply::error(Error::not_found, "no such account"); }
 Reply busy() { return Reply::error(Error::busy, "password workers are saturated; retry later"); }
 Reply invalid_credentials() { return Reply::error(Error::invalid_credentials, "wrong email or password"); }
+Reply locked(int64_t wait_ms) {
+  return Reply::error(Error::locked, "too many failed logins; retry in " + std::to_string((wait_ms + 999) / 1000) + " s");
+}
 Reply unavailable() {
   return Reply::error(Error::unavailable, "the change could not be made durable in time; it may or may not be stored");
 }
@@ -97,7 +103,8 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
       durability_(durability),
       index_(std::make_unique<AccountIndex>(settings.expected_accounts)),
       pool_(settings.hash_workers, settings.hash_max_queue),
-      dummy_hash_(hash_password("accountsd: no such account", settings.hash)) {}
+      dummy_hash_(hash_password("accountsd: no such account", settings.hash)),
+      unknown_(settings.unknown_email_throttles) {}
 
 AccountService::Target AccountService::find_by_id(const std::string& id_text) const {
   auto id = Uuid::parse(id_text);
@@ -196,7 +203,8 @@ asio::awaitable<bool> AccountService::persist(Account& account, Change change, S
   co_return false;
 }
 
-asio::awaitable<bool> AccountService::commit(Account& account, AccountRecord next, Settle also) {
+asio::awaitable<bool> AccountService::commit(Account& account, Action action, AccountRecord next, Settle also) {
+  drop_invalidated_tokens(action, next);
   next.version = account.record().version + 1;
   next.updated_ms = now_ms();
   Change change{false, next};
@@ -302,7 +310,7 @@ asio::awaitable<Reply> AccountService::confirm(std::string id, std::string token
     next.state = t.next;
     next.confirm = {};
     next.confirmed_ms = now;
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
+    if (!co_await commit(a, Action::confirm, std::move(next))) co_return unavailable();
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));
@@ -318,7 +326,7 @@ asio::awaitable<Reply> AccountService::resend(std::string id) {
     std::string token = new_token();
     AccountRecord next = a.record();
     next.confirm = pending_token(token, now_ms(), settings_.confirm_token_ttl_s);
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
+    if (!co_await commit(a, Action::resend, std::move(next))) co_return unavailable();
     auto reply = Reply::ok().field("id", a.record().id.to_string());
     reply.field("token", token);
     co_return reply;
@@ -326,61 +334,79 @@ asio::awaitable<Reply> AccountService::resend(std::string id) {
   co_return co_await target.account->ask(executor_, std::move(job));
 }
 
-Reply AccountService::note_failed_login(Account& a) {
-  auto& throttle = a.throttle();
-  int64_t now = now_ms();
-  int64_t window_ms = settings_.lockout_window_s * 1000;
-  if (throttle.failures == 0 || now - throttle.streak_start_ms > window_ms) {
-    throttle.failures = 0;
-    throttle.streak_start_ms = now;
-  }
-  if (++throttle.failures >= settings_.lockout_threshold) {
-    throttle.failures = 0;
-    throttle.locked_until_ms = now + window_ms;
-  }
-  return invalid_credentials();
+ThrottlePolicy AccountService::throttle_policy() const {
+  return ThrottlePolicy{settings_.lockout_threshold, settings_.lockout_window_s * 1000, settings_.lockout_hourly_limit};
 }
 
-asio::awaitable<Reply> AccountService::login(std::string email, std::string password) {
-  auto checked = check_email(email);
-  std::shared_ptr<Account> account;
-  if (checked.normalized && password.size() <= 1024) account = index_->by_email(*checked.normalized);
-  if (!account) {
-    // Unknown addresses cost a verification too, so that timing does not tell them apart.
-    if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return busy();
-    co_return invalid_credentials();
+std::optional<Reply> AccountService::check_source(const std::string& source) const {
+  if (source.size() > 64) return Reply::error(Error::bad_request, "source must be at most 64 bytes");
+  return std::nullopt;
+}
+
+asio::awaitable<std::optional<bool>> AccountService::verify_presented(const std::string& hash,
+                                                                      const std::string& password) {
+  if (password.size() > 1024) {
+    if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return std::nullopt;
+    co_return false;
   }
-  Account::Job job = [this, email = *checked.normalized,
-                                             password = std::move(password)](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live || a.record().email != email) {
-      if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
+  auto verified = co_await verify_on_pool(hash, password);
+  if (verified && !*verified && needs_rehash(hash, settings_.hash)) {
+    if (!co_await verify_on_pool(dummy_hash_, password)) co_return std::nullopt;
+  }
+  co_return verified;
+}
+
+asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, const std::string& password,
+                                                     SourceKey source) {
+  // An account's LOGIN hops into its actor and back; so does this one, so that even the
+  // microseconds of a LOCKED reply are the same for an email of no account.
+  co_await asio::post(asio::make_strand(executor_), asio::use_awaitable);
+  auto policy = throttle_policy();
+  uint64_t key = email_key(email);
+  if (int64_t wait = unknown_.wait_ms(policy, key, source, now_ms())) co_return locked(wait);
+  if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return busy();
+  unknown_.failed(policy, key, source, now_ms());
+  co_return invalid_credentials();
+}
+
+asio::awaitable<Reply> AccountService::login(std::string email, std::string password, std::string source) {
+  if (auto bad = check_source(source)) co_return *bad;
+  SourceKey from = source_key(source);
+  auto checked = check_email(email);
+  if (!checked.normalized) co_return co_await login_unknown(email, password, from);
+  std::shared_ptr<Account> account = index_->by_email(*checked.normalized);
+  if (!account) co_return co_await login_unknown(*checked.normalized, password, from);
+
+  Account::Job job = [this, email = *checked.normalized, password = std::move(password),
+                      from](Account& a) -> asio::awaitable<Reply> {
+    if (a.presence() != Account::Presence::live || a.record().email != email)
+      co_return co_await login_unknown(email, password, from);
+    auto policy = throttle_policy();
+    if (const auto* throttle = a.existing_throttle())
+      if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
+
+    auto verified = co_await verify_presented(a.record().password_hash, password);
+    if (!verified) co_return busy();
+    if (!*verified) {
+      a.throttle().failed(policy, from, now_ms());
       co_return invalid_credentials();
     }
-    if (const auto* throttle = a.existing_throttle()) {
-      int64_t now = now_ms();
-      if (throttle->locked_until_ms > now) {
-        int64_t seconds = (throttle->locked_until_ms - now + 999) / 1000;
-        co_return Reply::error(Error::locked, "too many failed logins; retry in " + std::to_string(seconds) + " s");
-      }
-      if (throttle->locked_until_ms != 0) a.forget_throttle();  // the lock has run out: a fresh start
-    }
+    a.throttle().succeeded(from);
 
-    auto verified = co_await verify_on_pool(a.record().password_hash, password);
-    if (!verified) co_return busy();
-    if (!*verified) co_return note_failed_login(a);
-    a.forget_throttle();
-
-    auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
-    if (!t.allowed) co_return refused(t, a.record().state);
-
-    if (!a.in_doubt() && needs_rehash(a.record().password_hash, settings_.hash)) {
-      // The hash settings changed since this password was stored: upgrade it now that we know it.
-      if (auto fresh = co_await hash_on_pool(password)) {
+    // The hash settings changed since this password was stored: upgrade it now that we know it,
+    // whatever the account's state (so no account keeps an old cost for good). The new hash costs
+    // what the dummy verification of a failed attempt costs.
+    if (needs_rehash(a.record().password_hash, settings_.hash)) {
+      if (a.in_doubt()) {
+        if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
+      } else if (auto fresh = co_await hash_on_pool(password)) {
         AccountRecord next = a.record();
         next.password_hash = std::move(*fresh);
-        if (!co_await commit(a, std::move(next))) co_return unavailable();
+        if (!co_await commit(a, Action::login, std::move(next))) co_return unavailable();
       }
     }
+    auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
+    if (!t.allowed) co_return refused(t, a.record().state);
     co_return view_of(a.record());
   };
   co_return co_await account->ask(executor_, std::move(job));
@@ -420,29 +446,38 @@ asio::awaitable<Reply> AccountService::change_email(std::string id, std::string 
     Settle release = [this, old_email = a.record().email, email](Account&, bool committed) {
       index_->erase_email(committed ? old_email : email);
     };
-    if (!co_await commit(a, std::move(next), std::move(release))) co_return unavailable();
+    if (!co_await commit(a, Action::change_email, std::move(next), std::move(release))) co_return unavailable();
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::change_password(std::string id, std::string old_password,
-                                                       std::string new_password) {
+                                                       std::string new_password, std::string source) {
+  if (auto bad = check_source(source)) co_return *bad;
   if (auto bad = check_password(new_password)) co_return *bad;
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
-  Account::Job job = [this, old_password = std::move(old_password),
-                                                    new_password = std::move(new_password)](Account& a) -> asio::awaitable<Reply> {
+  Account::Job job = [this, old_password = std::move(old_password), new_password = std::move(new_password),
+                      from = source_key(source)](Account& a) -> asio::awaitable<Reply> {
     if (auto refused = unchangeable(a)) co_return *refused;
-    if (old_password.size() > 1024) co_return invalid_credentials();
-    auto verified = co_await verify_on_pool(a.record().password_hash, old_password);
+    // A wrong old password is a failed login: the same throttle, so this is no side door for guessing.
+    auto policy = throttle_policy();
+    if (const auto* throttle = a.existing_throttle())
+      if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
+    auto verified = co_await verify_presented(a.record().password_hash, old_password);
     if (!verified) co_return busy();
-    if (!*verified) co_return invalid_credentials();
+    if (!*verified) {
+      a.throttle().failed(policy, from, now_ms());
+      co_return invalid_credentials();
+    }
     auto hash = co_await hash_on_pool(new_password);
     if (!hash) co_return busy();
     AccountRecord next = a.record();
     next.password_hash = std::move(*hash);
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
+    if (!co_await commit(a, Action::change_password, std::move(next))) co_return unavailable();
+    a.throttle().password_changed();
+    a.throttle().succeeded(from);
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));
@@ -461,7 +496,7 @@ asio::awaitable<Reply> AccountService::reset_request(std::string email) {
     std::string token = new_token();
     AccountRecord next = a.record();
     next.reset = pending_token(token, now_ms(), settings_.reset_token_ttl_s);
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
+    if (!co_await commit(a, Action::reset_request, std::move(next))) co_return unavailable();
     auto reply = Reply::ok().field("id", a.record().id.to_string());
     reply.field("token", token);
     co_return reply;
@@ -483,9 +518,9 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
     if (!hash) co_return busy();
     AccountRecord next = a.record();
     next.password_hash = std::move(*hash);
-    next.reset = {};
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
-    a.forget_throttle();  // a reset proves control of the mailbox: lift any lockout
+    if (!co_await commit(a, Action::reset_password, std::move(next))) co_return unavailable();
+    // The failures counted so far were guesses at the old password: they say nothing about this one.
+    if (auto* throttle = a.existing_throttle()) throttle->password_changed();
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));
@@ -505,8 +540,7 @@ asio::awaitable<Reply> AccountService::move_state(std::string id, Action action)
     if (!t.allowed) co_return refused(t, a.record().state);
     AccountRecord next = a.record();
     next.state = t.next;
-    if (next.state == State::deactivated) next.reset = {};  // a deactivated account cannot be reset into use
-    if (!co_await commit(a, std::move(next))) co_return unavailable();
+    if (!co_await commit(a, action, std::move(next))) co_return unavailable();
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));

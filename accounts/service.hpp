@@ -16,6 +16,7 @@
 #include "accounts/index.hpp"
 #include "accounts/lifecycle.hpp"
 #include "accounts/password_pool.hpp"
+#include "accounts/throttle.hpp"
 #include "protocol/reply.hpp"
 
 namespace accounts {
@@ -26,6 +27,8 @@ struct Settings {
   int64_t reset_token_ttl_s = 3600;
   uint32_t lockout_threshold = 5;
   int64_t lockout_window_s = 900;
+  uint32_t lockout_hourly_limit = 50;
+  size_t unknown_email_throttles = 65536;  // emails of no account whose failed logins are tracked
   size_t expected_accounts = 1'000'000;
   HashParams hash{2, 65536};
   unsigned hash_workers = 1;
@@ -48,11 +51,13 @@ class AccountService {
   asio::awaitable<Reply> register_account(std::string email, std::string password);
   asio::awaitable<Reply> confirm(std::string id, std::string token);
   asio::awaitable<Reply> resend(std::string id);
-  asio::awaitable<Reply> login(std::string email, std::string password);
+  // `source` is the end user's address as the backend saw it ("" when not given).
+  asio::awaitable<Reply> login(std::string email, std::string password, std::string source);
   asio::awaitable<Reply> get(std::string id);
   asio::awaitable<Reply> find(std::string email);
   asio::awaitable<Reply> change_email(std::string id, std::string new_email);
-  asio::awaitable<Reply> change_password(std::string id, std::string old_password, std::string new_password);
+  asio::awaitable<Reply> change_password(std::string id, std::string old_password, std::string new_password,
+                                         std::string source);
   asio::awaitable<Reply> reset_request(std::string email);
   asio::awaitable<Reply> reset_password(std::string id, std::string token, std::string new_password);
   asio::awaitable<Reply> deactivate(std::string id);
@@ -75,6 +80,14 @@ class AccountService {
 
   asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);
   asio::awaitable<std::optional<bool>> verify_on_pool(std::string hash, std::string password);
+  // Verifies a presented password against the account's hash so that the time taken says nothing:
+  // an over-long password costs a dummy verification and fails, and a hash stored at other
+  // parameters than the current ones costs a dummy verification on top when it fails (a success
+  // re-hashes instead). nullopt: the pool is full (BUSY).
+  asio::awaitable<std::optional<bool>> verify_presented(const std::string& hash, const std::string& password);
+  // LOGIN for an email that belongs to no account: the same throttle, the same cost, the same replies.
+  asio::awaitable<Reply> login_unknown(const std::string& email, const std::string& password, SourceKey source);
+  ThrottlePolicy throttle_policy() const;
 
   // What to do inside the actor once a change's fate is known (committed or not).
   using Settle = std::function<void(Account&, bool committed)>;
@@ -83,11 +96,12 @@ class AccountService {
   // settle() runs later, when the database answers, so memory ends up agreeing with it.
   asio::awaitable<bool> persist(Account& account, Change change, Settle settle);
   // Persists `next` as the account's new state (version+1) and publishes it once committed;
-  // `also` runs after that with the outcome. False: answer UNAVAILABLE.
-  asio::awaitable<bool> commit(Account& account, AccountRecord next, Settle also = {});
+  // `also` runs after that with the outcome. `action` says which pending tokens the change ends
+  // (token_effect). False: answer UNAVAILABLE.
+  asio::awaitable<bool> commit(Account& account, Action action, AccountRecord next, Settle also = {});
   void count(std::optional<State> before, std::optional<State> after);
   std::optional<Reply> check_password(const std::string& password) const;
-  Reply note_failed_login(Account& account);
+  std::optional<Reply> check_source(const std::string& source) const;
 
   Settings settings_;
   asio::any_io_executor executor_;
@@ -95,6 +109,7 @@ class AccountService {
   std::unique_ptr<AccountIndex> index_;
   PasswordPool pool_;
   std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
+  UnknownEmailThrottles unknown_;
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
 };
 

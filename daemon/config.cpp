@@ -95,6 +95,8 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
        integer_into([](Config& c) -> auto& { return c.accounts.reset_token_ttl_s; }, 1, 365 * kDay)},
       {"accounts.lockout_threshold", integer_into([](Config& c) -> auto& { return c.accounts.lockout_threshold; }, 1, 1000)},
       {"accounts.lockout_window_s", integer_into([](Config& c) -> auto& { return c.accounts.lockout_window_s; }, 1, 7 * kDay)},
+      {"accounts.lockout_hourly_limit",
+       integer_into([](Config& c) -> auto& { return c.accounts.lockout_hourly_limit; }, 1, 1'000'000)},
       {"accounts.expected_accounts",
        integer_into([](Config& c) -> auto& { return c.accounts.expected_accounts; }, 1, 1'000'000'000)},
       {"password_hash.opslimit", integer_into([](Config& c) -> auto& { return c.accounts.hash.opslimit; }, 1, 64)},

@@ -305,7 +305,9 @@ TEST_CASE("a saturated password pool does not slow PING, GET or FIND on other co
   std::vector<std::unique_ptr<Client>> logins;
   for (int i = 0; i < 16; ++i) {
     logins.push_back(std::make_unique<Client>(daemon.port()));
-    logins.back()->send("LOGIN nobody@example.com pw-1\nLOGIN nobody@example.com pw-2\n");
+    // A different unknown email per connection: two failures each stay below the lockout.
+    std::string email = "nobody" + std::to_string(i) + "@example.com";
+    logins.back()->send("LOGIN " + email + " pw-1\nLOGIN " + email + " pw-2\n");
   }
   // While the queue is still full, reads on another connection are answered.
   std::string before;

@@ -293,3 +293,31 @@ TEST_CASE("a LOGIN after the hash settings changed re-hashes the password, durab
   CHECK(pg.sql("SELECT password_hash LIKE '%m=8,t=2,%' FROM accounts") == "t\n");
   CHECK(field(c.call("LOGIN rehash@example.com some-password"), "version") == "3");  // once is enough
 }
+
+TEST_CASE("unconfirmed and deactivated accounts are re-hashed too, and a re-hash ends no token", "[persistence][security]") {
+  PgServer pg;
+  std::string pending_id, pending_token, reset, gone_id;
+  {
+    Daemon daemon(Settings{{"database.url", pg.url_setting()}});
+    daemon.wait_ready();
+    Client c(daemon.port());
+    std::string reply = c.call("REGISTER pending@example.com some-password");
+    pending_id = *field(reply, "id");
+    pending_token = *field(reply, "token");
+    reset = ok_field(c, "RESET_REQUEST pending@example.com", "token");
+    gone_id = ok_field(c, "REGISTER gone@example.com some-password", "id");
+    ok_field(c, "DEACTIVATE " + gone_id, "id");
+    CHECK(daemon.stop() == 0);
+  }
+  Daemon daemon(Settings{{"database.url", pg.url_setting()}, {"password_hash.opslimit", "2"}});
+  daemon.wait_ready();
+  Client c(daemon.port());
+  // A wrong password changes nothing; the right one re-hashes, then the state refuses the login.
+  CHECK(starts_with(c.call("LOGIN pending@example.com wrong-password"), "ERR INVALID_CREDENTIALS "));
+  CHECK(starts_with(c.call("LOGIN pending@example.com some-password"), "ERR NOT_CONFIRMED "));
+  CHECK(starts_with(c.call("LOGIN gone@example.com some-password"), "ERR DEACTIVATED "));
+  CHECK(pg.sql("SELECT count(*) FROM accounts WHERE password_hash LIKE '%m=8,t=2,%'") == "2\n");
+  // The re-hash (a LOGIN) leaves both pending tokens working.
+  CHECK(starts_with(c.call("RESET_PASSWORD " + pending_id + " " + reset + " another-password"), "OK "));
+  CHECK(field(c.call("CONFIRM " + pending_id + " " + pending_token), "state") == "active");
+}

@@ -10,6 +10,7 @@
 #include "accounts/email.hpp"
 #include "accounts/index.hpp"
 #include "accounts/lifecycle.hpp"
+#include "accounts/throttle.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
 
@@ -209,4 +210,75 @@ TEST_CASE("index: lookups run concurrently with inserts and erases", "[index]") 
   reader.join();
   CHECK(index.email_count() == 0);
   SUCCEED("no crash, no leak reported, readers never blocked writers");
+}
+
+TEST_CASE("pending tokens: what every change ends", "[lifecycle][tokens]") {
+  using A = Action;
+  struct Row {
+    A action;
+    bool keeps_confirm;
+    bool keeps_reset;
+  };
+  // The table of docs/PROTOCOL.md, "Pending tokens".
+  const Row table[] = {
+      {A::confirm, true, true},          {A::resend, true, true},
+      {A::login, true, true},            {A::change_email, false, false},
+      {A::change_password, true, false}, {A::reset_request, true, true},
+      {A::reset_password, true, false},  {A::deactivate, true, false},
+      {A::reactivate, true, true},       {A::remove, false, false},
+  };
+  for (const auto& row : table) {
+    INFO("action " << static_cast<int>(row.action));
+    AccountRecord r;
+    r.confirm = PendingToken(digest_token("c"), 1);
+    r.reset = PendingToken(digest_token("r"), 1);
+    drop_invalidated_tokens(row.action, r);
+    CHECK(r.confirm.present() == row.keeps_confirm);
+    CHECK(r.reset.present() == row.keeps_reset);
+  }
+}
+
+TEST_CASE("login throttle: per source, an hourly limit across sources, known sources exempt", "[throttle]") {
+  init_secrets();
+  ThrottlePolicy policy{3, 4000, 10};
+  LoginThrottle t;
+  SourceKey owner = source_key("198.51.100.7"), attacker = source_key("203.0.113.9");
+  int64_t now = 1'000'000;
+  t.succeeded(owner);
+  for (int i = 0; i < 3; ++i) t.failed(policy, attacker, now);
+  CHECK(t.wait_ms(policy, attacker, now) == 4000);   // the attacker's source is locked out
+  CHECK(t.wait_ms(policy, owner, now) == 0);         // the owner is not
+  CHECK(t.wait_ms(policy, source_key("192.0.2.1"), now) == 0);
+  CHECK(t.wait_ms(policy, attacker, now + 4001) == 0);  // a lock always runs out
+
+  // Ten failures from ten sources spend the hour: new sources wait, known ones do not.
+  LoginThrottle spread;
+  spread.succeeded(owner);
+  for (int i = 0; i < 10; ++i) spread.failed(policy, source_key("10.0.0." + std::to_string(i)), now + i);
+  CHECK(spread.wait_ms(policy, source_key("10.0.1.1"), now + 10) > 3'500'000);
+  CHECK(spread.wait_ms(policy, owner, now + 10) == 0);
+  CHECK(spread.wait_ms(policy, source_key("10.0.1.1"), now + 3'600'001) == 0);  // the hour is over
+  spread.password_changed();
+  CHECK(spread.wait_ms(policy, source_key("10.0.1.1"), now + 10) == 0);
+  CHECK(spread.wait_ms(policy, owner, now + 10) == 0);
+
+  // IPv6 counts per /64; IPv4-mapped addresses as IPv4; other text as it is.
+  CHECK(source_key("2001:db8:1:2::1") == source_key("2001:db8:1:2:ffff::9"));
+  CHECK(source_key("2001:db8:1:2::1") != source_key("2001:db8:1:3::1"));
+  CHECK(source_key("::ffff:192.0.2.1") == source_key("192.0.2.1"));
+  CHECK(source_key("device-42") != source_key("device-43"));
+  CHECK(source_key("") == source_key(""));
+
+  // Tracking is bounded per account, and what is forgotten first is an unlocked streak.
+  LoginThrottle many;
+  for (int i = 0; i < 3; ++i) many.failed(policy, attacker, now);
+  for (int i = 0; i < 40; ++i) many.failed(policy, source_key("192.0.2." + std::to_string(i)), now);
+  CHECK(many.wait_ms(policy, attacker, now) > 0);
+
+  UnknownEmailThrottles unknown(2);
+  for (int i = 0; i < 3; ++i) unknown.failed(policy, email_key("a@x.io"), attacker, now);
+  CHECK(unknown.wait_ms(policy, email_key("a@x.io"), attacker, now) == 4000);
+  unknown.failed(policy, email_key("b@x.io"), attacker, now);
+  unknown.failed(policy, email_key("c@x.io"), attacker, now);
+  CHECK(unknown.size() == 2);  // bounded: the oldest is forgotten
 }

@@ -33,6 +33,11 @@ TEST_CASE("defaults match the documented ones", "[config]") {
   CHECK(c.accounts.reset_token_ttl_s == 3600);
   CHECK(c.accounts.lockout_threshold == 5);
   CHECK(c.accounts.lockout_window_s == 900);
+  CHECK(c.accounts.lockout_hourly_limit == 50);
+  CHECK(c.server.request_timeout_s == 10);
+  CHECK(c.server.auth_timeout_s == 10);
+  CHECK(c.server.max_unauthenticated == 64);
+  CHECK(c.database.lease_timeout_ms == 2000);
   CHECK(c.accounts.hash.opslimit == 2);
   CHECK(c.accounts.hash.memlimit_kib == 65536);
   CHECK(c.accounts.hash_workers >= 1);
@@ -47,6 +52,9 @@ threads = 3
 max_connections = 10
 max_line_bytes = 512
 idle_timeout_s = 7
+request_timeout_s = 6
+auth_timeout_s = 8
+max_unauthenticated = 11
 shutdown_timeout_s = 4
 [auth]
 secret = "s"
@@ -56,12 +64,14 @@ connections = 3
 batch_max = 10
 flush_interval_ms = 0
 write_timeout_s = 9
+lease_timeout_ms = 1500
 [accounts]
 min_password_length = 12
 confirm_token_ttl_s = 60
 reset_token_ttl_s = 30
 lockout_threshold = 2
 lockout_window_s = 5
+lockout_hourly_limit = 77
 expected_accounts = 5000
 [password_hash]
 opslimit = 3
@@ -78,6 +88,10 @@ level = "debug"
   CHECK(c.server.max_line_bytes == 512);
   CHECK(c.server.idle_timeout_s == 7);
   CHECK(c.server.shutdown_timeout_s == 4);
+  CHECK(c.server.request_timeout_s == 6);
+  CHECK(c.server.auth_timeout_s == 8);
+  CHECK(c.server.max_unauthenticated == 11);
+  CHECK(c.database.lease_timeout_ms == 1500);
   CHECK(c.auth.secret == "s");
   CHECK(c.database.url == "host=/tmp dbname=x");
   CHECK(c.database.connections == 3);
@@ -89,6 +103,7 @@ level = "debug"
   CHECK(c.accounts.reset_token_ttl_s == 30);
   CHECK(c.accounts.lockout_threshold == 2);
   CHECK(c.accounts.lockout_window_s == 5);
+  CHECK(c.accounts.lockout_hourly_limit == 77);
   CHECK(c.accounts.expected_accounts == 5000);
   CHECK(c.accounts.hash.opslimit == 3);
   CHECK(c.accounts.hash.memlimit_kib == 1024);
