@@ -20,8 +20,10 @@
 #include "daemon/logging.hpp"
 #include "daemon/session.hpp"
 #include "daemon/systemd.hpp"
+#include "db/lease.hpp"
 #include "db/warm_load.hpp"
 #include "db/writer.hpp"
+#include <unistd.h>
 
 namespace accountsd {
 namespace {
@@ -33,6 +35,7 @@ using namespace std::chrono_literals;
 struct Sources {
   const accounts::AccountService& service;
   const db::Writer* writer;  // null in memory-only mode
+  const db::Lease* lease;    // null in memory-only mode
   const db::LoadProgress& load;
   std::chrono::steady_clock::time_point started;
 };
@@ -71,6 +74,8 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("database", sources.writer == nullptr ? "off" : sources.writer->connected() ? "up" : "down")
         .field("write_queue", sources.writer == nullptr ? 0 : sources.writer->queued())
         .field("commits", sources.writer == nullptr ? 0 : sources.writer->commits())
+        .field("lease", sources.lease == nullptr ? "off" : server.fenced_reason().empty() ? "held" : "lost")
+        .field("epoch", sources.lease == nullptr ? 0 : sources.lease->epoch())
         .field("uptime_s", uptime.count());
     co_return reply;
   });
@@ -105,6 +110,7 @@ asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer
 
 
 std::string summary(const Server& server, const accounts::AccountService& service) {
+  if (!server.fenced_reason().empty()) return "FENCED: no database lease; not answering for accounts";
   return "serving " + std::to_string(service.counts().total()) + " accounts, " + std::to_string(server.connections()) +
          " connections";
 }
@@ -159,12 +165,12 @@ void reload(Server& server, std::string& active_text, const std::string& path) {
 
 // Connects, locks and migrates the database, then loads every account; retries while PostgreSQL
 // cannot be reached. Runs on its own thread while the server answers LOADING.
-void start_database(db::Writer& writer, accounts::AccountService& service, db::LoadProgress& progress,
-                    const std::string& url, const std::atomic<bool>& stopping) {
+void start_database(db::Lease& lease, const db::Lease::Events& events, accounts::AccountService& service,
+                    db::LoadProgress& progress, const std::string& url, const std::atomic<bool>& stopping) {
   accounts::IndexThread attached;
   for (auto backoff = 100ms;; backoff = std::min(backoff * 2, std::chrono::milliseconds(5000))) {
     try {
-      writer.open();
+      lease.acquire();
       break;
     } catch (const db::DatabaseTaken&) {
       throw;
@@ -176,6 +182,8 @@ void start_database(db::Writer& writer, accounts::AccountService& service, db::L
       std::this_thread::sleep_for(50ms);
     }
   }
+  // The heartbeat runs from here on: a lease lost during the warm-load is noticed too.
+  lease.start(events);
   db::warm_load(
       url, progress, [&service](uint64_t expected) { service.prepare_index(expected); },
       [&service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); });
@@ -212,6 +220,7 @@ int run_daemon(const Config& config) {
   auto work = asio::make_work_guard(io);
 
   std::unique_ptr<db::Writer> writer;
+  std::unique_ptr<db::Lease> lease;
   accounts::MemoryOnly memory_only;
   accounts::Durability* durability = &memory_only;
   if (config.database.url.empty()) {
@@ -221,13 +230,19 @@ int run_daemon(const Config& config) {
                                                              std::chrono::milliseconds(config.database.flush_interval_ms),
                                                              config.database.connections});
     durability = writer.get();
+    char host[256] = "unknown";
+    gethostname(host, sizeof host - 1);
+    lease = std::make_unique<db::Lease>(db::LeaseSettings{
+        config.database.url, std::chrono::milliseconds(config.database.lease_timeout_ms),
+        std::string(host) + " pid " + std::to_string(getpid()) + " listening on " + config.server.listen});
   }
   accounts::AccountService service(config.accounts, io.get_executor(), *durability);
   db::LoadProgress progress;
 
   CommandTable table;
   Server server(io, config, table);
-  add_session_commands(table, server, Sources{service, writer.get(), progress, std::chrono::steady_clock::now()});
+  add_session_commands(table, server,
+                       Sources{service, writer.get(), lease.get(), progress, std::chrono::steady_clock::now()});
   for (auto& command : accounts::account_commands(service))
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
 
@@ -272,9 +287,27 @@ int run_daemon(const Config& config) {
   if (writer) {
     startup = std::thread([&] {
       try {
-        start_database(*writer, service, progress, config.database.url, shutting_down);
-        writer->start([&](const std::string& why) {
+        // The lease decides whether this daemon may answer at all (docs/ARCHITECTURE.md, "Fencing").
+        server.set_lease(lease.get());
+        db::Lease::Events events{
+            [&](const std::string& why) {
+              spdlog::error("lost the database lease: {}; answering FENCED until it is confirmed again", why);
+              server.set_fenced("this daemon lost its database lease and does not answer for the accounts until it "
+                                "is back; nothing was done; retry shortly, or on the daemon that holds it now");
+            },
+            [&] {
+              spdlog::warn("the database lease is confirmed again (epoch {}); serving", lease->epoch());
+              server.set_fenced("");
+            },
+            [&](const std::string& why) {
+              spdlog::critical("stopping: {}; this daemon's accounts in memory may be stale", why);
+              server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
+              asio::post(io, [&] { shutdown(1); });
+            }};
+        start_database(*lease, events, service, progress, config.database.url, shutting_down);
+        writer->start(lease->epoch(), [&](const std::string& why) {
           spdlog::critical("stopping: {}", why);
+          server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
           asio::post(io, [&] { shutdown(1); });
         });
         server.set_loading(nullptr);

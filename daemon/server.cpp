@@ -167,6 +167,19 @@ bool Server::secret_matches(std::string_view presented) const {
   return sodium_memcmp(expected, actual, sizeof expected) == 0;
 }
 
+std::string Server::fenced_reason() const {
+  if (fenced_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(mutex_);
+    if (!fenced_reason_.empty()) return fenced_reason_;
+  }
+  const db::Lease* lease = lease_.load(std::memory_order_acquire);
+  if (lease == nullptr) return {};
+  int64_t late = db::Lease::steady_ms() - lease->valid_until_ms();
+  if (late <= 0) return {};
+  return "this daemon could not confirm its database lease in time and does not answer for the accounts until it "
+         "does; nothing was done; retry shortly";
+}
+
 void Server::set_fenced(std::string reason) {
   std::lock_guard lock(mutex_);
   fenced_reason_ = std::move(reason);

@@ -14,6 +14,7 @@
 
 #include "daemon/config.hpp"
 #include "daemon/log_limiter.hpp"
+#include "db/lease.hpp"
 #include "db/warm_load.hpp"
 #include "protocol/command_table.hpp"
 
@@ -56,11 +57,9 @@ class Server {
   // Non-empty while this daemon does not hold the database lease: account commands answer FENCED
   // with this text. Set and cleared by the lease watcher (any thread).
   void set_fenced(std::string reason);
-  std::string fenced_reason() const {
-    if (!fenced_.load(std::memory_order_acquire)) return {};
-    std::lock_guard lock(mutex_);
-    return fenced_reason_;
-  }
+  // The lease whose confirmation every request checks (null: memory-only, always the authority).
+  void set_lease(const db::Lease* lease) { lease_.store(lease, std::memory_order_release); }
+  std::string fenced_reason() const;
 
   // Connections that still have to AUTH: capped by server.max_unauthenticated.
   void count_unauthenticated(int delta) { unauthenticated_.fetch_add(delta, std::memory_order_relaxed); }
@@ -88,6 +87,7 @@ class Server {
   std::atomic<uint64_t> requests_{0};
   std::atomic<int64_t> unauthenticated_{0};
   std::atomic<bool> fenced_{false};
+  std::atomic<const db::Lease*> lease_{nullptr};
   LogLimiter accept_error_log_{5};
   LogLimiter refusal_log_{5};
   LogLimiter auth_failure_log_{20};

@@ -34,6 +34,16 @@ const std::vector<std::string>& migrations() {
                   to_timestamp(updated_ms / 1000.0) AS updated,
                   version
              FROM accounts;)",
+      // 2: the writer lease (docs/ARCHITECTURE.md, "Fencing"). One row: the epoch of the daemon
+      // that holds the lease. A daemon bumps it when it takes the lease, and every write
+      // transaction checks it under a row lock, so nothing commits for a daemon that lost it.
+      R"(CREATE TABLE writer_lease (
+           id          smallint    PRIMARY KEY CHECK (id = 1),
+           epoch       bigint      NOT NULL,
+           holder      text        NOT NULL DEFAULT '',
+           acquired_at timestamptz NOT NULL DEFAULT now()
+         );
+         INSERT INTO writer_lease (id, epoch) VALUES (1, 0);)",
   };
   return list;
 }

@@ -5,7 +5,7 @@
 
 namespace db {
 
-// Held by the running daemon's writer connection for its whole life.
+// Held by the running daemon's lease connection (db/lease.hpp) for as long as it holds the lease.
 constexpr long long kDaemonLockKey = 0x6163636f756e7464;  // "accountd"
 // Taken inside the migration transaction, so two starting daemons never migrate at once.
 constexpr long long kMigrationLockKey = kDaemonLockKey + 1;

@@ -53,8 +53,10 @@ class ArrayLiteral {
 
 struct Writer::Link {
   explicit Link(const std::string& url) : connection(url) {
+    pqxx::nontransaction(connection).exec("SET application_name = 'accountsd writer'");
     connection.prepare("upsert", kUpsert);
     connection.prepare("delete", kDelete);
+    connection.prepare("epoch", "SELECT epoch FROM writer_lease WHERE id = 1 FOR SHARE");
   }
   pqxx::connection connection;
 };
@@ -70,46 +72,41 @@ Writer::~Writer() {
   for (auto& t : threads_) t.join();
 }
 
-std::unique_ptr<Writer::Link> Writer::connect(bool take_lock) {
-  auto link = std::make_unique<Link>(settings_.url);
-  if (!take_lock) return link;
-  pqxx::nontransaction tx(link->connection);
-  bool locked = tx.exec1("SELECT pg_try_advisory_lock(" + std::to_string(kDaemonLockKey) + ")")[0].as<bool>();
-  if (!locked) {
-    auto holder = tx.exec(
-        "SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.backend_start FROM pg_locks l "
-        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-        "AND ((l.classid::bigint << 32) | l.objid::bigint) = " + std::to_string(kDaemonLockKey));
-    std::string who = holder.empty() ? "unknown" : "backend pid " + holder[0][0].as<std::string>() + " from " +
-                                                       holder[0][1].as<std::string>();
-    throw DatabaseTaken("another accountsd already serves this database (" + who +
-                        "); two daemons over one table would break email uniqueness");
-  }
-  return link;
-}
-
-void Writer::open() {
-  first_ = connect(true);
-  connected_ = true;
-  int applied = migrate(first_->connection);
-  if (applied > 0)
-    spdlog::info("database schema migrated to version {} ({} migration(s) applied)", latest_schema_version(), applied);
-}
-
-void Writer::start(std::function<void(const std::string&)> fatal) {
+void Writer::start(uint64_t epoch, std::function<void(const std::string&)> fatal) {
+  epoch_ = epoch;
   fatal_ = std::move(fatal);
-  for (unsigned i = 0; i < std::max(1u, settings_.connections); ++i) {
-    std::unique_ptr<Link> link = i == 0 ? std::move(first_) : nullptr;
-    threads_.emplace_back([this, i, link = std::move(link)]() mutable { run(std::move(link), i == 0); });
-  }
+  for (unsigned i = 0; i < std::max(1u, settings_.connections); ++i) threads_.emplace_back([this] { run(); });
 }
 
 void Writer::persist(accounts::Change change, accounts::Completion<bool> done) {
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back(Pending{std::move(change), std::move(done)});
+    if (!fenced_) {
+      queue_.push_back(Pending{std::move(change), std::move(done)});
+      wake_.notify_one();
+      return;
+    }
   }
-  wake_.notify_one();
+  done(false);
+}
+
+// Thrown by commit() when the lease epoch is no longer ours.
+struct LeaseGone : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void Writer::fail_everything(std::deque<Pending>& batch, const std::string& why) {
+  std::deque<Pending> queued;
+  {
+    std::lock_guard lock(mutex_);
+    if (!fenced_) spdlog::critical("{}: failing {} uncommitted changes (none was acknowledged)", why,
+                                   batch.size() + queue_.size());
+    fenced_ = true;
+    queued.swap(queue_);
+  }
+  for (auto& p : batch) p.done(false);
+  for (auto& p : queued) p.done(false);
+  batch.clear();
 }
 
 size_t Writer::queued() const {
@@ -122,14 +119,15 @@ bool Writer::drain(std::chrono::milliseconds timeout) {
   return drained_.wait_for(lock, timeout, [this] { return queue_.empty() && in_flight_ == 0; });
 }
 
-void Writer::run(std::unique_ptr<Link> link, bool holds_lock) {
+void Writer::run() {
+  std::unique_ptr<Link> link;
   std::chrono::milliseconds backoff{100};
   while (true) {
     std::deque<Pending> batch;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping with nothing left
+      wake_.wait(lock, [this] { return stopping_ || fenced_ || !queue_.empty(); });
+      if (queue_.empty() || fenced_) return;  // stopping with nothing left, or fenced
       // Group commit: let the batch fill while changes keep arriving, for at most flush_interval;
       // stop early once arrivals pause for 100 us (waiting longer would only add latency).
       auto until = std::chrono::steady_clock::now() + settings_.flush_interval;
@@ -149,14 +147,21 @@ void Writer::run(std::unique_ptr<Link> link, bool holds_lock) {
     while (true) {  // the same batch until it commits: nothing accepted is ever dropped
       try {
         if (!link || !link->connection.is_open()) {
-          link = connect(holds_lock);  // the first connection re-takes the daemon's lock
+          link = std::make_unique<Link>(settings_.url);
           if (!connected_.exchange(true)) spdlog::info("database connection restored; writing resumes");
         }
         commit(*link, batch);
         backoff = std::chrono::milliseconds{100};
         break;
-      } catch (const DatabaseTaken& e) {
-        spdlog::critical("{}", e.what());
+      } catch (const LeaseGone& e) {
+        size_t failed = batch.size();
+        fail_everything(batch, e.what());
+        {
+          std::lock_guard lock(mutex_);
+          in_flight_ -= failed;
+          drained_.notify_all();
+        }
+        wake_.notify_all();
         if (fatal_) fatal_(e.what());
         return;
       } catch (const pqxx::broken_connection& e) {
@@ -224,6 +229,12 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   }
 
   pqxx::work tx(link.connection, "write");
+  // The fence: this transaction commits only while the lease is still ours. FOR SHARE makes a
+  // new holder's epoch bump wait for it, and makes it see the bump if that came first.
+  auto epoch = tx.exec_prepared1("epoch")[0].as<uint64_t>();
+  if (epoch != epoch_)
+    throw LeaseGone("the database lease moved to epoch " + std::to_string(epoch) + " (ours is " +
+                    std::to_string(epoch_) + "): another daemon writes now");
   if (!ids.empty())
     tx.exec_prepared("upsert", ids.str(), emails.str(), states.str(), hashes.str(), created.str(), updated.str(),
                      confirmed.str(), versions.str(), confirm_digests.str(), confirm_expiry.str(), reset_digests.str(),

@@ -3,10 +3,14 @@
 // `connections` threads, each with a PostgreSQL connection of its own, commit them in batches (up
 // to batch_max changes, or whatever arrived within flush_interval_ms, per transaction). Batches
 // on different connections never conflict: an account has at most one change in flight (its
-// actor waits for it), and an email is only reserved anew once the change freeing it committed. A change's completion runs once its
-// transaction has committed. The writer never drops a change it accepted: when PostgreSQL is
-// unreachable it reconnects with backoff and retries the same batch, which is idempotent (a row
-// is only ever overwritten by a higher version).
+// actor waits for it), and an email is only reserved anew once the change freeing it committed.
+// A change's completion runs once its transaction has committed. The writer never drops a change
+// it accepted: when PostgreSQL is unreachable it reconnects with backoff and retries the same
+// batch, which is idempotent (a row is only ever overwritten by a higher version).
+//
+// Every transaction is fenced (db/lease.hpp): it first reads the lease epoch with a row lock and
+// commits only if it is still this daemon's. When it is not, the batch and everything queued
+// fail (not committed, never acknowledged), and `fatal` is called.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "accounts/durability.hpp"
+#include "db/lease.hpp"
 
 namespace db {
 
@@ -29,22 +34,14 @@ struct WriterSettings {
   unsigned connections = 1;
 };
 
-// Another daemon holds the database: starting would break email uniqueness.
-class DatabaseTaken : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 class Writer final : public accounts::Durability {
  public:
   explicit Writer(WriterSettings settings);
   ~Writer() override;  // stops the thread; call drain() first to commit what is queued
 
-  // Connects, takes the daemon's advisory lock and applies migrations. Throws DatabaseTaken when
-  // another daemon holds the lock, pqxx::broken_connection when PostgreSQL cannot be reached.
-  void open();
-  // Starts the writer thread. `fatal` runs (on that thread) if the lock is lost to another daemon.
-  void start(std::function<void(const std::string&)> fatal);
+  // Starts the writer threads, writing for the lease `epoch`. `fatal` runs (on a writer thread)
+  // when a transaction finds that epoch gone: another daemon took the lease.
+  void start(uint64_t epoch, std::function<void(const std::string&)> fatal);
 
   void persist(accounts::Change change, accounts::Completion<bool> done) override;
 
@@ -61,12 +58,12 @@ class Writer final : public accounts::Durability {
     accounts::Completion<bool> done;
   };
   struct Link;  // a pqxx connection, kept out of this header
-  void run(std::unique_ptr<Link> link, bool holds_lock);
+  void run();
   void commit(Link& link, std::deque<Pending>& batch);
-  std::unique_ptr<Link> connect(bool take_lock);
+  void fail_everything(std::deque<Pending>& batch, const std::string& why);
 
   WriterSettings settings_;
-  std::unique_ptr<Link> first_;  // from open(): holds the advisory lock, migrated the schema
+  uint64_t epoch_ = 0;
   std::function<void(const std::string&)> fatal_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;     // the writer waits for work
@@ -74,6 +71,7 @@ class Writer final : public accounts::Durability {
   std::deque<Pending> queue_;
   size_t in_flight_ = 0;
   bool stopping_ = false;
+  bool fenced_ = false;  // the lease is gone: every change fails at once
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> commits_{0};
   std::vector<std::thread> threads_;

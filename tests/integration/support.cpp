@@ -101,6 +101,7 @@ std::string PgServer::sql(const std::string& statements) const {
 }
 
 TableLock::TableLock(const PgServer& pg, const std::string& table) {
+  signal(SIGPIPE, SIG_IGN);  // release() may write to a psql that lost its server and exited
   // Close-on-exec ("e"): a daemon forked later must not hold psql's stdin open.
   psql_ = popen((kPg + " psql " + shell_quote(pg.dir())).c_str(), "we");
   if (psql_ == nullptr) throw std::runtime_error("cannot start psql");

@@ -1,0 +1,136 @@
+#include "db/lease.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <pqxx/connection>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/transaction>
+
+#include "db/schema.hpp"
+
+namespace db {
+
+struct Lease::Link {
+  explicit Link(const std::string& url) : connection(url) {}
+  pqxx::connection connection;
+};
+
+Lease::Lease(LeaseSettings settings) : settings_(std::move(settings)) {}
+
+Lease::~Lease() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  stop_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+int64_t Lease::steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::unique_ptr<Lease::Link> Lease::connect_and_lock() {
+  auto link = std::make_unique<Link>(settings_.url);
+  pqxx::nontransaction tx(link->connection);
+  tx.exec("SET application_name = 'accountsd lease'");
+  if (tx.exec1("SELECT pg_try_advisory_lock(" + std::to_string(kDaemonLockKey) + ")")[0].as<bool>()) return link;
+  return nullptr;
+}
+
+uint64_t Lease::read_epoch(Link& link) {
+  pqxx::nontransaction tx(link.connection);
+  return tx.exec1("SELECT epoch FROM writer_lease WHERE id = 1")[0].as<uint64_t>();
+}
+
+void Lease::acquire() {
+  auto link = connect_and_lock();
+  if (!link) {
+    auto fresh = std::make_unique<Link>(settings_.url);
+    pqxx::nontransaction tx(fresh->connection);
+    auto holder = tx.exec(
+        "SELECT a.pid, coalesce(a.client_addr::text, 'local') FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+        "AND ((l.classid::bigint << 32) | l.objid::bigint) = " + std::to_string(kDaemonLockKey));
+    std::string who = holder.empty() ? "unknown" : "backend pid " + holder[0][0].as<std::string>() + " from " +
+                                                       holder[0][1].as<std::string>();
+    throw DatabaseTaken("another accountsd already serves this database (it holds the lease: " + who +
+                        "); two daemons over one table would break email uniqueness");
+  }
+  int applied = migrate(link->connection);
+  if (applied > 0)
+    spdlog::info("database schema migrated to version {} ({} migration(s) applied)", latest_schema_version(), applied);
+  {
+    pqxx::work tx(link->connection, "take-lease");
+    epoch_ = tx.exec_params1("UPDATE writer_lease SET epoch = epoch + 1, holder = $1, acquired_at = now() "
+                             "WHERE id = 1 RETURNING epoch", settings_.holder)[0].as<uint64_t>();
+    tx.commit();
+  }
+  link_ = std::move(link);
+  valid_until_ms_ = steady_ms() + settings_.timeout.count();
+  spdlog::info("holding the database lease (epoch {})", epoch_);
+}
+
+void Lease::start(Events events) {
+  events_ = std::move(events);
+  thread_ = std::thread([this] { run(); });
+}
+
+void Lease::run() {
+  const auto interval = settings_.timeout / 4;
+  bool held = true;
+  std::string last_problem;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      if (stop_.wait_for(lock, interval, [this] { return stopping_; })) return;
+    }
+    try {
+      if (!link_) {
+        link_ = connect_and_lock();
+        if (!link_) {
+          // Someone holds the lock. If the epoch moved, another daemon took over: our memory
+          // is stale and must not answer again. If not, wait for the lock to come free.
+          auto probe = std::make_unique<Link>(settings_.url);
+          uint64_t now_epoch = read_epoch(*probe);
+          if (now_epoch != epoch_) {
+            events_.taken("another daemon took the database lease (epoch " + std::to_string(now_epoch) +
+                          ", ours was " + std::to_string(epoch_) + ")");
+            return;
+          }
+          if (last_problem != "locked") spdlog::warn("the database lease lock is held by another session; waiting for it");
+          last_problem = "locked";
+          continue;
+        }
+      }
+      uint64_t now_epoch = read_epoch(*link_);
+      if (now_epoch != epoch_) {
+        events_.taken("the database lease epoch moved to " + std::to_string(now_epoch) + " while we held the lock (ours is " +
+                      std::to_string(epoch_) + ")");
+        return;
+      }
+      valid_until_ms_.store(steady_ms() + settings_.timeout.count(), std::memory_order_release);
+      last_problem.clear();
+      if (!held) {
+        held = true;
+        events_.regained();
+      }
+    } catch (const std::exception& e) {
+      link_.reset();
+      valid_until_ms_.store(0, std::memory_order_release);
+      std::string why = e.what();
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      if (held) {
+        held = false;
+        events_.lost("the lease connection failed: " + why);
+      } else if (why != last_problem) {
+        spdlog::warn("database lease: still not confirmed: {}", why);
+      }
+      last_problem = why;
+    }
+  }
+}
+
+}  // namespace db
