@@ -218,18 +218,24 @@ asio::awaitable<bool> AccountService::commit(Account& account, Action action, Ac
   co_return co_await persist(account, std::move(change), std::move(settle));
 }
 
-void AccountService::prepare_index(size_t expected) {
-  size_t wanted = expected + expected / 4;
-  if (wanted > settings_.expected_accounts) index_ = std::make_unique<AccountIndex>(wanted);
+void AccountService::stage(AccountRecord&& record) {
+  staged_.push_back(std::make_shared<Account>(std::move(record), Account::Presence::live));
 }
 
-void AccountService::adopt(AccountRecord&& record) {
-  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
-  const AccountRecord& r = account->record();
-  if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
-  if (!index_->reserve_email(r.email, account))
-    throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
-  count(std::nullopt, r.state);
+void AccountService::install() {
+  size_t wanted = staged_.size() + staged_.size() / 4;
+  if (wanted > settings_.expected_accounts) index_ = std::make_unique<AccountIndex>(wanted);
+  spdlog::info("warm-load: index sized for {} accounts ({} loaded)", std::max(wanted, settings_.expected_accounts),
+               staged_.size());
+  for (auto& account : staged_) {
+    const AccountRecord& r = account->record();
+    if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
+    if (!index_->reserve_email(r.email, account))
+      throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
+    count(std::nullopt, r.state);
+  }
+  staged_.clear();
+  staged_.shrink_to_fit();
 }
 
 void AccountService::count(std::optional<State> before, std::optional<State> after) {

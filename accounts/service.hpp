@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "accounts/account.hpp"
 #include "accounts/durability.hpp"
@@ -67,11 +68,12 @@ class AccountService {
   Counts counts() const;
   const PasswordPool& password_pool() const { return pool_; }
 
-  // Warm-load, before any account command is served. Sizes the index for `expected` accounts,
-  // then takes committed records one by one; adopt() throws, naming the account, on a duplicate
-  // id or email. The calling thread must hold an IndexThread.
-  void prepare_index(size_t expected);
-  void adopt(AccountRecord&& record);
+  // Warm-load, before any account command is served: stage() takes committed records one by one,
+  // then install() sizes the index for exactly the accounts staged (never for an estimate, which
+  // may be stale) and fills it. install() throws, naming the account, on a duplicate id or email.
+  // The calling thread must hold an IndexThread.
+  void stage(AccountRecord&& record);
+  void install();
 
  private:
   struct Target;  // an account found by id, or the reply that says why not
@@ -111,6 +113,7 @@ class AccountService {
   std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
   UnknownEmailThrottles unknown_;
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
+  std::vector<std::shared_ptr<Account>> staged_;  // the warm-load's accounts until install()
 };
 
 }  // namespace accounts

@@ -185,8 +185,8 @@ void start_database(db::Lease& lease, const db::Lease::Events& events, accounts:
   // The heartbeat runs from here on: a lease lost during the warm-load is noticed too.
   lease.start(events);
   db::warm_load(
-      url, progress, [&service](uint64_t expected) { service.prepare_index(expected); },
-      [&service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); });
+      url, progress, [&service](accounts::AccountRecord&& record) { service.stage(std::move(record)); });
+  service.install();
 }
 
 // Every connection is a file descriptor, and so is every database connection, the listener and a

@@ -24,18 +24,18 @@ Result exec(PGconn* c, const char* sql, ExecStatusType expected) {
 
 }  // namespace
 
-uint64_t warm_load(const std::string& url, LoadProgress& progress, const std::function<void(uint64_t)>& sized,
+uint64_t warm_load(const std::string& url, LoadProgress& progress,
                    const std::function<void(accounts::AccountRecord&&)>& adopt) {
   Connection c(PQconnectdb(url.c_str()), &PQfinish);
   if (PQstatus(c.get()) != CONNECTION_OK)
     throw std::runtime_error(std::string("warm-load cannot connect: ") + PQerrorMessage(c.get()));
 
-  // The planner's estimate is free and good enough for sizing the index and showing progress.
+  // The planner's estimate is free and good enough for showing progress (not for sizing anything:
+  // after a bulk insert without ANALYZE it can be far too low).
   auto estimate = exec(c.get(), "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'accounts'::regclass",
                        PGRES_TUPLES_OK);
   uint64_t expected = PQntuples(estimate.get()) == 1 ? std::stoull(PQgetvalue(estimate.get(), 0, 0)) : 0;
   progress.expected = expected;
-  sized(expected);
 
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;

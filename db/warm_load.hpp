@@ -15,8 +15,9 @@ struct LoadProgress {
   std::atomic<uint64_t> expected{0};  // the planner's estimate of the table's rows (0 = unknown)
 };
 
-// Returns the number of accounts loaded. `sized(estimate)` is called once before the first row.
-uint64_t warm_load(const std::string& url, LoadProgress& progress, const std::function<void(uint64_t)>& sized,
+// Returns the number of accounts loaded. progress.expected is the planner's estimate, for showing
+// progress only: it may be stale.
+uint64_t warm_load(const std::string& url, LoadProgress& progress,
                    const std::function<void(accounts::AccountRecord&&)>& adopt);
 
 }  // namespace db

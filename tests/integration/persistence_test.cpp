@@ -5,6 +5,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -333,4 +334,24 @@ TEST_CASE("unconfirmed and deactivated accounts are re-hashed too, and a re-hash
   // The re-hash (a LOGIN) leaves both pending tokens working.
   CHECK(starts_with(c.call("RESET_PASSWORD " + pending_id + " " + reset + " another-password"), "OK "));
   CHECK(field(c.call("CONFIRM " + pending_id + " " + pending_token), "state") == "active");
+}
+
+TEST_CASE("a stale planner estimate does not size the index: it is sized for the rows actually loaded", "[persistence]") {
+  PgServer pg;
+  seed(pg, "first@example.com");
+  // 30000 rows arrive behind the planner's back, and its estimate says 10.
+  pg.sql("ALTER TABLE accounts SET (autovacuum_enabled = false)");
+  pg.sql("INSERT INTO accounts SELECT lpad(to_hex(g), 32, '0')::uuid, 'bulk' || g || '@example.com', 'active',"
+         " (SELECT password_hash FROM accounts LIMIT 1), 0, 0, 1, 1, '', 0, '', 0 FROM generate_series(1, 30000) g");
+  pg.sql("UPDATE pg_class SET reltuples = 10 WHERE oid = 'accounts'::regclass");
+  Daemon daemon(Settings{{"database.url", pg.url_setting()}, {"accounts.expected_accounts", "1000"}});
+  daemon.wait_ready();
+  std::string log = daemon.log();
+  auto at = log.find("index sized for ");
+  REQUIRE(at != std::string::npos);
+  long sized = std::stol(log.substr(at + std::strlen("index sized for ")));
+  CHECK(sized >= 30001);
+  Client c(daemon.port());
+  CHECK(field(c.call("FIND bulk29999@example.com"), "state") == "active");
+  CHECK(field(c.call("STATS"), "accounts") == "30001");
 }
