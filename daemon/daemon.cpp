@@ -329,6 +329,9 @@ int run_daemon(const Config& config) {
   io.run();
   for (auto& t : threads) t.join();
   if (startup.joinable()) startup.join();
+  // The lease heartbeat and the writer threads call back into `server`: stop them before it goes.
+  lease.reset();
+  writer.reset();
   return exit_status;
 }
 
