@@ -76,7 +76,10 @@ class AccountService {
   void install();
 
  private:
-  struct Target;  // an account found by id, or the reply that says why not
+  struct Target {  // an account found by id, or the reply that says why not
+    std::shared_ptr<Account> account;
+    std::optional<Reply> error;
+  };
   Target find_by_id(const std::string& id_text) const;
   asio::awaitable<Reply> move_state(std::string id, Action action);
 

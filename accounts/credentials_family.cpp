@@ -1,0 +1,170 @@
+// The credentials family: LOGIN (with its throttle), CHANGE_PASSWORD, RESET_REQUEST, RESET_PASSWORD.
+#include "accounts/service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "accounts/email.hpp"
+#include "accounts/lifecycle.hpp"
+#include "accounts/replies.hpp"
+
+namespace accounts {
+
+using namespace replies;
+
+ThrottlePolicy AccountService::throttle_policy() const {
+  return ThrottlePolicy{settings_.lockout_threshold, settings_.lockout_window_s * 1000, settings_.lockout_hourly_limit};
+}
+
+std::optional<Reply> AccountService::check_source(const std::string& source) const {
+  if (source.size() > 64) return Reply::error(Error::bad_request, "source must be at most 64 bytes");
+  return std::nullopt;
+}
+
+asio::awaitable<std::optional<bool>> AccountService::verify_presented(const std::string& hash,
+                                                                      const std::string& password) {
+  if (password.size() > 1024) {
+    if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return std::nullopt;
+    co_return false;
+  }
+  auto verified = co_await verify_on_pool(hash, password);
+  if (verified && !*verified && needs_rehash(hash, settings_.hash)) {
+    if (!co_await verify_on_pool(dummy_hash_, password)) co_return std::nullopt;
+  }
+  co_return verified;
+}
+
+asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, const std::string& password,
+                                                     SourceKey source) {
+  // An account's LOGIN hops into its actor and back; so does this one, so that even the
+  // microseconds of a LOCKED reply are the same for an email of no account.
+  co_await asio::post(asio::make_strand(executor_), asio::use_awaitable);
+  auto policy = throttle_policy();
+  uint64_t key = email_key(email);
+  if (int64_t wait = unknown_.wait_ms(policy, key, source, now_ms())) co_return locked(wait);
+  if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return busy();
+  unknown_.failed(policy, key, source, now_ms());
+  co_return invalid_credentials();
+}
+
+asio::awaitable<Reply> AccountService::login(std::string email, std::string password, std::string source) {
+  if (auto bad = check_source(source)) co_return *bad;
+  SourceKey from = source_key(source);
+  auto checked = check_email(email);
+  if (!checked.normalized) co_return co_await login_unknown(email, password, from);
+  std::shared_ptr<Account> account = index_->by_email(*checked.normalized);
+  if (!account) co_return co_await login_unknown(*checked.normalized, password, from);
+
+  Account::Job job = [this, email = *checked.normalized, password = std::move(password),
+                      from](Account& a) -> asio::awaitable<Reply> {
+    if (a.presence() != Account::Presence::live || a.record().email != email)
+      co_return co_await login_unknown(email, password, from);
+    auto policy = throttle_policy();
+    if (const auto* throttle = a.existing_throttle())
+      if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
+
+    auto verified = co_await verify_presented(a.record().password_hash, password);
+    if (!verified) co_return busy();
+    if (!*verified) {
+      a.throttle().failed(policy, from, now_ms());
+      co_return invalid_credentials();
+    }
+    a.throttle().succeeded(from);
+
+    // The hash settings changed since this password was stored: upgrade it now that we know it,
+    // whatever the account's state (so no account keeps an old cost for good). The new hash costs
+    // what the dummy verification of a failed attempt costs.
+    if (needs_rehash(a.record().password_hash, settings_.hash)) {
+      if (a.in_doubt()) {
+        if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
+      } else if (auto fresh = co_await hash_on_pool(password)) {
+        AccountRecord next = a.record();
+        next.password_hash = std::move(*fresh);
+        if (!co_await commit(a, Action::login, std::move(next))) co_return unavailable();
+      }
+    }
+    auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
+    if (!t.allowed) co_return refused(t, a.record().state);
+    co_return view_of(a.record());
+  };
+  co_return co_await account->ask(executor_, std::move(job));
+}
+
+asio::awaitable<Reply> AccountService::change_password(std::string id, std::string old_password,
+                                                       std::string new_password, std::string source) {
+  if (auto bad = check_source(source)) co_return *bad;
+  if (auto bad = check_password(new_password)) co_return *bad;
+  auto target = find_by_id(id);
+  if (target.error) co_return *target.error;
+  Account::Job job = [this, old_password = std::move(old_password), new_password = std::move(new_password),
+                      from = source_key(source)](Account& a) -> asio::awaitable<Reply> {
+    if (auto refused = unchangeable(a)) co_return *refused;
+    // A wrong old password is a failed login: the same throttle, so this is no side door for guessing.
+    auto policy = throttle_policy();
+    if (const auto* throttle = a.existing_throttle())
+      if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
+    auto verified = co_await verify_presented(a.record().password_hash, old_password);
+    if (!verified) co_return busy();
+    if (!*verified) {
+      a.throttle().failed(policy, from, now_ms());
+      co_return invalid_credentials();
+    }
+    auto hash = co_await hash_on_pool(new_password);
+    if (!hash) co_return busy();
+    AccountRecord next = a.record();
+    next.password_hash = std::move(*hash);
+    if (!co_await commit(a, Action::change_password, std::move(next))) co_return unavailable();
+    a.throttle().password_changed();
+    a.throttle().succeeded(from);
+    co_return view_of(a.record());
+  };
+  co_return co_await target.account->ask(executor_, std::move(job));
+}
+
+asio::awaitable<Reply> AccountService::reset_request(std::string email) {
+  auto checked = check_email(email);
+  if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
+  auto account = index_->by_email(*checked.normalized);
+  if (!account) co_return not_found();
+  Account::Job job = [this, email = *checked.normalized](Account& a) -> asio::awaitable<Reply> {
+    if (a.presence() != Account::Presence::live || a.record().email != email) co_return not_found();
+    if (a.in_doubt()) co_return in_doubt();
+    auto t = transition(a.record().state, Action::reset_request, a.record().confirmed_ms != 0);
+    if (!t.allowed) co_return refused(t, a.record().state);
+    std::string token = new_token();
+    AccountRecord next = a.record();
+    next.reset = pending_token(token, now_ms(), settings_.reset_token_ttl_s);
+    if (!co_await commit(a, Action::reset_request, std::move(next))) co_return unavailable();
+    auto reply = Reply::ok().field("id", a.record().id.to_string());
+    reply.field("token", token);
+    co_return reply;
+  };
+  co_return co_await account->ask(executor_, std::move(job));
+}
+
+asio::awaitable<Reply> AccountService::reset_password(std::string id, std::string token, std::string new_password) {
+  auto target = find_by_id(id);
+  if (target.error) co_return *target.error;
+  if (auto bad = check_password(new_password)) co_return *bad;
+  Account::Job job = [this, token = std::move(token),
+                                                    new_password = std::move(new_password)](Account& a) -> asio::awaitable<Reply> {
+    if (auto refused = unchangeable(a)) co_return *refused;
+    auto t = transition(a.record().state, Action::reset_password, a.record().confirmed_ms != 0);
+    if (!t.allowed) co_return refused(t, a.record().state);
+    if (auto bad = check_token(a.record().reset, token, now_ms())) co_return *bad;
+    auto hash = co_await hash_on_pool(new_password);
+    if (!hash) co_return busy();
+    AccountRecord next = a.record();
+    next.password_hash = std::move(*hash);
+    if (!co_await commit(a, Action::reset_password, std::move(next))) co_return unavailable();
+    // The failures counted so far were guesses at the old password: they say nothing about this one.
+    if (auto* throttle = a.existing_throttle()) throttle->password_changed();
+    co_return view_of(a.record());
+  };
+  co_return co_await target.account->ask(executor_, std::move(job));
+}
+
+}  // namespace accounts
