@@ -8,9 +8,11 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "accounts/completion.hpp"
 #include "accounts/record.hpp"
+#include "accounts/session.hpp"
 #include "accounts/throttle.hpp"
 
 namespace accounts {
@@ -69,6 +71,15 @@ class Account : public std::enable_shared_from_this<Account> {
   }
   LoginThrottle* existing_throttle() const { return throttle_.get(); }
 
+  // Actor only (and the warm-load before serving): the account's open sessions, oldest first.
+  // Allocated when the first one opens.
+  using Sessions = std::vector<std::shared_ptr<Session>>;
+  Sessions& sessions() {
+    if (!sessions_) sessions_ = std::make_unique<Sessions>();
+    return *sessions_;
+  }
+  const Sessions* existing_sessions() const { return sessions_.get(); }
+
  private:
   struct Message;
   void enqueue(std::unique_ptr<Message> message, const asio::any_io_executor& executor);
@@ -81,6 +92,7 @@ class Account : public std::enable_shared_from_this<Account> {
   Presence presence_;
   AccountRecord record_;
   std::unique_ptr<LoginThrottle> throttle_;
+  std::unique_ptr<Sessions> sessions_;
   std::unique_ptr<Message> head_;
   Message* tail_ = nullptr;
 };

@@ -51,6 +51,12 @@ asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, c
 }
 
 asio::awaitable<Reply> AccountService::login(std::string email, std::string password, std::string source) {
+  OnLogin view = [](Account& a) -> asio::awaitable<Reply> { co_return view_of(a.record()); };
+  co_return co_await login_and(std::move(email), std::move(password), std::move(source), std::move(view));
+}
+
+asio::awaitable<Reply> AccountService::login_and(std::string email, std::string password, std::string source,
+                                                 OnLogin then) {
   if (auto bad = check_source(source)) co_return *bad;
   SourceKey from = source_key(source);
   auto checked = check_email(email);
@@ -58,49 +64,61 @@ asio::awaitable<Reply> AccountService::login(std::string email, std::string pass
   std::shared_ptr<Account> account = index_->by_email(*checked.normalized);
   if (!account) co_return co_await login_unknown(*checked.normalized, password, from);
 
-  Account::Job job = [this, email = *checked.normalized, password = std::move(password),
-                      from](Account& a) -> asio::awaitable<Reply> {
+  Account::Job job = [this, email = *checked.normalized, password = std::move(password), from,
+                      then = std::move(then)](Account& a) -> asio::awaitable<Reply> {
     if (a.presence() != Account::Presence::live || a.record().email != email)
       co_return co_await login_unknown(email, password, from);
-    auto policy = throttle_policy();
-    if (const auto* throttle = a.existing_throttle())
-      if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
-
-    auto verified = co_await verify_presented(a.record().password_hash, password);
-    if (!verified) co_return busy();
-    if (!*verified) {
-      a.throttle().failed(policy, from, now_ms());
-      co_return invalid_credentials();
-    }
-    a.throttle().succeeded(from);
-
-    // The hash settings changed since this password was stored: upgrade it now that we know it,
-    // whatever the account's state (so no account keeps an old cost for good). The new hash costs
-    // what the dummy verification of a failed attempt costs.
-    if (needs_rehash(a.record().password_hash, settings_.hash)) {
-      if (a.in_doubt()) {
-        if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
-      } else if (auto fresh = co_await hash_on_pool(password)) {
-        AccountRecord next = a.record();
-        next.password_hash = std::move(*fresh);
-        if (!co_await commit(a, Action::login, std::move(next))) co_return unavailable();
-      }
-    }
-    auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
-    if (!t.allowed) co_return refused(t, a.record().state);
-    co_return view_of(a.record());
+    if (auto refusal = co_await check_login(a, password, from)) co_return *refusal;
+    co_return co_await then(a);
   };
   co_return co_await account->ask(executor_, std::move(job));
 }
 
+asio::awaitable<std::optional<Reply>> AccountService::check_login(Account& a, const std::string& password,
+                                                                  SourceKey from) {
+  auto policy = throttle_policy();
+  if (const auto* throttle = a.existing_throttle())
+    if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
+
+  auto verified = co_await verify_presented(a.record().password_hash, password);
+  if (!verified) co_return busy();
+  if (!*verified) {
+    a.throttle().failed(policy, from, now_ms());
+    co_return invalid_credentials();
+  }
+  a.throttle().succeeded(from);
+
+  // The hash settings changed since this password was stored: upgrade it now that we know it,
+  // whatever the account's state (so no account keeps an old cost for good). The new hash costs
+  // what the dummy verification of a failed attempt costs.
+  if (needs_rehash(a.record().password_hash, settings_.hash)) {
+    if (a.in_doubt()) {
+      if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
+    } else if (auto fresh = co_await hash_on_pool(password)) {
+      AccountRecord next = a.record();
+      next.password_hash = std::move(*fresh);
+      if (!co_await commit(a, Action::login, std::move(next))) co_return unavailable();
+    }
+  }
+  auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
+  if (!t.allowed) co_return refused(t, a.record().state);
+  co_return std::nullopt;
+}
+
 asio::awaitable<Reply> AccountService::change_password(std::string id, std::string old_password,
-                                                       std::string new_password, std::string source) {
+                                                       std::string new_password, std::string source,
+                                                       std::string keep_session) {
   if (auto bad = check_source(source)) co_return *bad;
+  std::optional<Uuid> keep;
+  if (!keep_session.empty()) {
+    keep = Uuid::parse(keep_session);
+    if (!keep) co_return Reply::error(Error::bad_request, "malformed session id");
+  }
   if (auto bad = check_password(new_password)) co_return *bad;
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this, old_password = std::move(old_password), new_password = std::move(new_password),
-                      from = source_key(source)](Account& a) -> asio::awaitable<Reply> {
+                      from = source_key(source), keep](Account& a) -> asio::awaitable<Reply> {
     if (auto refused = unchangeable(a)) co_return *refused;
     // A wrong old password is a failed login: the same throttle, so this is no side door for guessing.
     auto policy = throttle_policy();
@@ -116,7 +134,9 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
     if (!hash) co_return busy();
     AccountRecord next = a.record();
     next.password_hash = std::move(*hash);
-    if (!co_await commit(a, Action::change_password, std::move(next))) co_return unavailable();
+    // Every session ends but the one that made the change, when the request names it.
+    if (!co_await commit(a, Action::change_password, std::move(next), {}, session_ids(a, keep)))
+      co_return unavailable();
     a.throttle().password_changed();
     a.throttle().succeeded(from);
     co_return view_of(a.record());
@@ -159,7 +179,7 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
     if (!hash) co_return busy();
     AccountRecord next = a.record();
     next.password_hash = std::move(*hash);
-    if (!co_await commit(a, Action::reset_password, std::move(next))) co_return unavailable();
+    if (!co_await commit(a, Action::reset_password, std::move(next), {}, session_ids(a))) co_return unavailable();
     // The failures counted so far were guesses at the old password: they say nothing about this one.
     if (auto* throttle = a.existing_throttle()) throttle->password_changed();
     co_return view_of(a.record());

@@ -47,7 +47,9 @@ asio::awaitable<Reply> AccountService::move_state(std::string id, Action action)
     if (!t.allowed) co_return refused(t, a.record().state);
     AccountRecord next = a.record();
     next.state = t.next;
-    if (!co_await commit(a, action, std::move(next))) co_return unavailable();
+    // A deactivated account's sessions end with it (REACTIVATE finds none to end).
+    std::vector<Uuid> end = next.state == State::deactivated ? session_ids(a) : std::vector<Uuid>{};
+    if (!co_await commit(a, action, std::move(next), {}, std::move(end))) co_return unavailable();
     co_return view_of(a.record());
   };
   co_return co_await target.account->ask(executor_, std::move(job));
@@ -62,9 +64,11 @@ asio::awaitable<Reply> AccountService::remove(std::string id) {
     last.version += 1;
     last.updated_ms = now_ms();
     Change removal{true, last};
-    Settle settle = [this, last](Account& a, bool committed) {
+    removal.ended = session_ids(a);  // the table's ON DELETE CASCADE removes them too
+    Settle settle = [this, last, ended = removal.ended](Account& a, bool committed) {
       if (!committed) return;
       count(a.record().state, std::nullopt);
+      end_sessions(a, ended);
       a.publish_presence(Account::Presence::deleted);
       index_->erase_id(last.id);
       index_->erase_email(last.email);

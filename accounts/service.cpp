@@ -6,6 +6,7 @@
 
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
+#include <algorithm>
 #include <mutex>
 
 #include "accounts/replies.hpp"
@@ -147,15 +148,19 @@ asio::awaitable<bool> AccountService::persist(Account& account, Change change, S
   co_return false;
 }
 
-asio::awaitable<bool> AccountService::commit(Account& account, Action action, AccountRecord next, Settle also) {
+asio::awaitable<bool> AccountService::commit(Account& account, Action action, AccountRecord next, Settle also,
+                                             std::vector<Uuid> end) {
   drop_invalidated_tokens(action, next);
   next.version = account.record().version + 1;
   next.updated_ms = now_ms();
   Change change{false, next};
-  Settle settle = [this, next = std::move(next), also = std::move(also)](Account& a, bool committed) {
+  change.ended = end;
+  Settle settle = [this, next = std::move(next), also = std::move(also), end = std::move(end)](Account& a,
+                                                                                               bool committed) {
     if (committed) {
       count(a.record().state, next.state);
       a.publish(next);
+      end_sessions(a, end);
     }
     if (also) also(a, committed);
   };
@@ -165,6 +170,8 @@ asio::awaitable<bool> AccountService::commit(Account& account, Action action, Ac
 void AccountService::stage(AccountRecord&& record) {
   staged_.push_back(std::make_shared<Account>(std::move(record), Account::Presence::live));
 }
+
+void AccountService::stage(SessionRow&& row) { staged_sessions_.push_back(std::move(row)); }
 
 void AccountService::install() {
   size_t wanted = staged_.size() + staged_.size() / 4;
@@ -180,6 +187,24 @@ void AccountService::install() {
   }
   staged_.clear();
   staged_.shrink_to_fit();
+
+  // Sessions come after their accounts, oldest first, so that each account's list is in order.
+  std::sort(staged_sessions_.begin(), staged_sessions_.end(),
+            [](const SessionRow& a, const SessionRow& b) { return a.created_ms < b.created_ms; });
+  for (auto& row : staged_sessions_) {
+    auto account = index_->by_id(row.account);
+    if (!account)
+      throw std::runtime_error("session " + row.id.to_string() + ": its account " + row.account.to_string() +
+                               " does not exist");
+    auto session = std::make_shared<Session>(row.id, row.digest, account, row.created_ms, row.expires_ms,
+                                             row.last_used_ms, row.label, row.source);
+    if (!sessions_.insert(session))
+      throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
+    account->sessions().push_back(session);
+    sweep_ring_.push_back(std::move(session));
+  }
+  staged_sessions_.clear();
+  staged_sessions_.shrink_to_fit();
 }
 
 void AccountService::count(std::optional<State> before, std::optional<State> after) {

@@ -9,6 +9,8 @@
 #include <functional>
 #include <cstdint>
 #include <optional>
+#include <deque>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,9 @@ struct Settings {
   unsigned hash_workers = 1;
   size_t hash_max_queue = 1024;
   std::chrono::milliseconds write_timeout{5000};  // a change not durable by then answers UNAVAILABLE
+  int64_t session_lifetime_s = 30 * 86400;  // absolute
+  int64_t session_idle_s = 7 * 86400;       // sliding
+  uint32_t sessions_per_account = 20;       // beyond it, opening one ends the oldest
 };
 
 struct Counts {
@@ -57,13 +62,26 @@ class AccountService {
   asio::awaitable<Reply> get(std::string id);
   asio::awaitable<Reply> find(std::string email);
   asio::awaitable<Reply> change_email(std::string id, std::string new_email);
+  // `keep_session`: the session (id) that made the change survives it; "" = none does.
   asio::awaitable<Reply> change_password(std::string id, std::string old_password, std::string new_password,
-                                         std::string source);
+                                         std::string source, std::string keep_session);
   asio::awaitable<Reply> reset_request(std::string email);
   asio::awaitable<Reply> reset_password(std::string id, std::string token, std::string new_password);
   asio::awaitable<Reply> deactivate(std::string id);
   asio::awaitable<Reply> reactivate(std::string id);
   asio::awaitable<Reply> remove(std::string id);
+
+  // Sessions (sessions_family.cpp).
+  asio::awaitable<Reply> login_session(std::string email, std::string password, std::string source, std::string label);
+  asio::awaitable<Reply> whoami(std::string token);
+  asio::awaitable<Reply> logout(std::string token);
+  asio::awaitable<Reply> logout_all(std::string id, std::string keep);
+  asio::awaitable<Reply> list_sessions(std::string id);
+  // One tick of the expiry sweep: looks at no more than `max` sessions, ends the expired ones
+  // (through their accounts' actors) and writes the last use of those that moved by a quarter of
+  // the idle timeout since it was last written. Any thread holding an IndexThread.
+  void sweep_sessions(size_t max);
+  size_t session_count() const { return sessions_.size(); }
 
   Counts counts() const;
   const PasswordPool& password_pool() const { return pool_; }
@@ -73,6 +91,7 @@ class AccountService {
   // may be stale) and fills it. install() throws, naming the account, on a duplicate id or email.
   // The calling thread must hold an IndexThread.
   void stage(AccountRecord&& record);
+  void stage(SessionRow&& row);
   void install();
 
  private:
@@ -92,6 +111,19 @@ class AccountService {
   asio::awaitable<std::optional<bool>> verify_presented(const std::string& hash, const std::string& password);
   // LOGIN for an email that belongs to no account: the same throttle, the same cost, the same replies.
   asio::awaitable<Reply> login_unknown(const std::string& email, const std::string& password, SourceKey source);
+  // Inside the actor: everything LOGIN checks (throttle, password, re-hash, state). nullopt: the
+  // login succeeded; otherwise the reply that refuses it.
+  asio::awaitable<std::optional<Reply>> check_login(Account& a, const std::string& password, SourceKey from);
+  // LOGIN's whole path, then `then` inside the actor once the login succeeded (LOGIN: the view;
+  // LOGIN_SESSION: a new session).
+  using OnLogin = std::function<asio::awaitable<Reply>(Account&)>;
+  asio::awaitable<Reply> login_and(std::string email, std::string password, std::string source, OnLogin then);
+  // Inside the actor, once the change that ends them committed: the sessions named stop working.
+  void end_sessions(Account& a, const std::vector<Uuid>& ids);
+  // The ids of `a`'s sessions, but `keep` (which may name none of them).
+  static std::vector<Uuid> session_ids(const Account& a, const std::optional<Uuid>& keep = std::nullopt);
+  asio::awaitable<Reply> end_expired(Account& a, std::vector<Uuid> ids);
+  asio::awaitable<Reply> open_session(Account& a, const std::string& source, const std::string& label);
   ThrottlePolicy throttle_policy() const;
 
   // What to do inside the actor once a change's fate is known (committed or not).
@@ -103,7 +135,8 @@ class AccountService {
   // Persists `next` as the account's new state (version+1) and publishes it once committed;
   // `also` runs after that with the outcome. `action` says which pending tokens the change ends
   // (token_effect). False: answer UNAVAILABLE.
-  asio::awaitable<bool> commit(Account& account, Action action, AccountRecord next, Settle also = {});
+  asio::awaitable<bool> commit(Account& account, Action action, AccountRecord next, Settle also = {},
+                               std::vector<Uuid> end = {});
   void count(std::optional<State> before, std::optional<State> after);
   std::optional<Reply> check_password(const std::string& password) const;
   std::optional<Reply> check_source(const std::string& source) const;
@@ -117,6 +150,10 @@ class AccountService {
   UnknownEmailThrottles unknown_;
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
   std::vector<std::shared_ptr<Account>> staged_;  // the warm-load's accounts until install()
+  std::vector<SessionRow> staged_sessions_;
+  SessionIndex sessions_;
+  std::mutex sweep_mutex_;
+  std::deque<std::shared_ptr<Session>> sweep_ring_;  // every session, in the order the sweep visits them
 };
 
 }  // namespace accounts

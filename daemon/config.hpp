@@ -36,7 +36,8 @@ struct Config {
     unsigned connections = 1;
     int64_t lease_timeout_ms = 2000;  // without a successful lease check for this long: fenced
   } database;
-  accounts::Settings accounts;  // [accounts] and [password_hash]
+  accounts::Settings accounts;  // [accounts], [password_hash] and most of [sessions]
+  uint32_t session_sweep_per_tick = 1000;  // [sessions] sweep_per_tick: sessions looked at each second
   unsigned password_workers = 0;  // as configured; 0 = one per core
   struct Log {
     std::string level = "info";

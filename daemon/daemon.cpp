@@ -68,6 +68,7 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("connections", server.connections())
         .field("loading", server.loading() ? 1 : 0)
         .field("loaded", sources.load.rows.load())
+        .field("sessions", sources.service.session_count())
         .field("requests", server.requests())
         .field("hash_workers", sources.service.password_pool().workers())
         .field("hash_queue", sources.service.password_pool().queued())
@@ -79,6 +80,16 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("uptime_s", uptime.count());
     co_return reply;
   });
+}
+
+// Once a second, one bounded step of the session expiry sweep (AccountService::sweep_sessions).
+asio::awaitable<void> sweep_sessions(accounts::AccountService& service, const Server& server, uint32_t per_tick) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (true) {
+    timer.expires_after(1s);
+    co_await timer.async_wait(asio::use_awaitable);
+    if (!server.loading() && server.fenced_reason().empty()) service.sweep_sessions(per_tick);
+  }
 }
 
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), close, stop the loop.
@@ -185,7 +196,8 @@ void start_database(db::Lease& lease, const db::Lease::Events& events, accounts:
   // The heartbeat runs from here on: a lease lost during the warm-load is noticed too.
   lease.start(events);
   db::warm_load(
-      url, progress, [&service](accounts::AccountRecord&& record) { service.stage(std::move(record)); });
+      url, progress, [&service](accounts::AccountRecord&& record) { service.stage(std::move(record)); },
+      [&service](accounts::SessionRow&& row) { service.stage(std::move(row)); });
   service.install();
 }
 
@@ -257,6 +269,8 @@ int run_daemon(const Config& config) {
   if (!writer) systemd::notify_ready(summary(server, service));
   asio::co_spawn(io, report_to_systemd(server, service), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
   asio::co_spawn(io, server.accept_loop(), [](std::exception_ptr e) { log_failure("accept loop", e); });
+  asio::co_spawn(io, sweep_sessions(service, server, config.session_sweep_per_tick),
+                 [](std::exception_ptr e) { log_failure("session sweep", e); });
 
   std::atomic<int> exit_status{0};
   std::atomic<bool> shutting_down{false};

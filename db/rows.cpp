@@ -1,6 +1,7 @@
 #include "db/rows.hpp"
 
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -33,25 +34,44 @@ std::string unescape(std::string_view field) {
   return out;
 }
 
-int64_t number(std::string_view text, const char* column, const std::string& id) {
+// `id` names the row's account; `what` says what the row is, for the message.
+int64_t number(std::string_view text, const char* column, const std::string& id, const char* what = "account") {
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size())
-    throw std::runtime_error("account " + id + ": column " + column + " is not an integer");
+    throw std::runtime_error(std::string(what) + " " + id + ": column " + column + " is not an integer");
   return value;
+}
+
+std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex) {
+  if (digest_hex.size() != 64) return std::nullopt;
+  accounts::TokenDigest digest;
+  for (size_t i = 0; i < 32; ++i) {
+    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, digest[i], 16);
+    if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2) return std::nullopt;
+  }
+  return digest;
+}
+
+std::vector<std::string_view> split_tabs(std::string_view line) {
+  std::vector<std::string_view> fields;
+  size_t start = 0;
+  while (true) {
+    size_t tab = line.find('\t', start);
+    fields.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  return fields;
 }
 
 accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, const char* column, const std::string& id) {
   if (digest_hex.empty() && expires_ms == 0) return {};
   if (digest_hex.size() != 64 || expires_ms <= 0)
     throw std::runtime_error("account " + id + ": column " + column + " is not a 64-digit hex digest with an expiry");
-  accounts::TokenDigest digest;
-  for (size_t i = 0; i < 32; ++i) {
-    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, digest[i], 16);
-    if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2)
-      throw std::runtime_error("account " + id + ": column " + column + " is not hex");
-  }
-  return accounts::PendingToken(digest, expires_ms);
+  auto digest = parse_hex_digest(digest_hex);
+  if (!digest) throw std::runtime_error("account " + id + ": column " + column + " is not hex");
+  return accounts::PendingToken(*digest, expires_ms);
 }
 
 }  // namespace
@@ -68,14 +88,7 @@ std::string hex(const accounts::TokenDigest& digest) {
 }
 
 accounts::AccountRecord parse_copy_line(std::string_view line) {
-  std::vector<std::string_view> fields;
-  size_t start = 0;
-  while (true) {
-    size_t tab = line.find('\t', start);
-    fields.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
-    if (tab == std::string_view::npos) break;
-    start = tab + 1;
-  }
+  auto fields = split_tabs(line);
   std::string id = fields.empty() ? std::string("?") : std::string(fields[0]);
   if (fields.size() != 12)
     throw std::runtime_error("account " + id + ": expected 12 columns, found " + std::to_string(fields.size()));
@@ -109,6 +122,34 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   r.reset = token(fields[10], number(fields[11], "reset_expires_ms", id), "reset_digest", id);
   if (r.state == accounts::State::active && r.confirmed_ms == 0)
     throw std::runtime_error("account " + id + ": active but never confirmed (confirmed_ms = 0)");
+  return r;
+}
+
+accounts::SessionRow parse_session_line(std::string_view line) {
+  auto fields = split_tabs(line);
+  std::string id = fields.empty() ? std::string("?") : std::string(fields[0]);
+  if (fields.size() != 8)
+    throw std::runtime_error("session " + id + ": expected 8 columns, found " + std::to_string(fields.size()));
+  accounts::SessionRow r;
+  auto uuid = accounts::Uuid::parse(fields[0]);
+  if (!uuid) throw std::runtime_error("session " + id + ": id is not a UUID");
+  r.id = *uuid;
+  id = r.id.to_string();
+  auto account = accounts::Uuid::parse(fields[1]);
+  if (!account) throw std::runtime_error("session " + id + ": account_id is not a UUID");
+  r.account = *account;
+  auto digest = parse_hex_digest(fields[2]);
+  if (!digest) throw std::runtime_error("session " + id + ": token_digest is not a 64-digit hex digest");
+  r.digest = *digest;
+  r.created_ms = number(fields[3], "created_ms", id, "session");
+  r.last_used_ms = number(fields[4], "last_used_ms", id, "session");
+  r.expires_ms = number(fields[5], "expires_ms", id, "session");
+  if (r.created_ms <= 0 || r.last_used_ms < r.created_ms || r.expires_ms < r.created_ms)
+    throw std::runtime_error("session " + id + ": times out of order (created, last used, expires)");
+  r.label = unescape(fields[6]);
+  r.source = unescape(fields[7]);
+  if (r.label.size() > 128 || r.source.size() > 64)
+    throw std::runtime_error("session " + id + ": label over 128 bytes or source over 64 bytes");
   return r;
 }
 

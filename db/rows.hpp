@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "accounts/record.hpp"
+#include "accounts/session.hpp"
 
 namespace db {
 
@@ -14,6 +15,12 @@ inline constexpr const char* kColumns =
     "confirm_digest, confirm_expires_ms, reset_digest, reset_expires_ms";
 
 std::string hex(const accounts::TokenDigest& digest);
+
+inline constexpr const char* kSessionColumns =
+    "id, account_id, token_digest, created_ms, last_used_ms, expires_ms, label, source";
+
+// Parses one line of `COPY sessions TO STDOUT` the same way, naming the session.
+accounts::SessionRow parse_session_line(std::string_view line);
 
 // Parses one line of `COPY accounts TO STDOUT` (text format, no trailing LF). Throws
 // std::runtime_error naming the row's id (when it has one) if the row breaks an invariant.

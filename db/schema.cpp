@@ -44,6 +44,19 @@ const std::vector<std::string>& migrations() {
            acquired_at timestamptz NOT NULL DEFAULT now()
          );
          INSERT INTO writer_lease (id, epoch) VALUES (1, 0);)",
+      // 3: login sessions. The token is kept only as its digest (hex, like the other tokens);
+      // an account's sessions go with it.
+      R"(CREATE TABLE sessions (
+           id            uuid    PRIMARY KEY,
+           account_id    uuid    NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+           token_digest  text    NOT NULL UNIQUE,
+           created_ms    bigint  NOT NULL,
+           last_used_ms  bigint  NOT NULL,
+           expires_ms    bigint  NOT NULL,
+           label         text    NOT NULL DEFAULT '',
+           source        text    NOT NULL DEFAULT ''
+         );
+         CREATE INDEX sessions_account_id ON sessions (account_id);)",
   };
   return list;
 }

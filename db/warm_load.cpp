@@ -24,8 +24,27 @@ Result exec(PGconn* c, const char* sql, ExecStatusType expected) {
 
 }  // namespace
 
+// Streams `COPY <table> TO STDOUT`, calling `row` with each line (without its LF).
+void copy_out(PGconn* c, const std::string& sql, const std::function<void(std::string_view)>& row) {
+  exec(c, sql.c_str(), PGRES_COPY_OUT);
+  while (true) {
+    char* buffer = nullptr;
+    int n = PQgetCopyData(c, &buffer, 0);
+    if (n == -1) break;  // done
+    if (n == -2) throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c));
+    std::unique_ptr<char, decltype(&PQfreemem)> owned(buffer, &PQfreemem);
+    std::string_view line(buffer, static_cast<size_t>(n));
+    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    row(line);
+  }
+  Result end(PQgetResult(c), &PQclear);
+  if (PQresultStatus(end.get()) != PGRES_COMMAND_OK)
+    throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c));
+}
+
 uint64_t warm_load(const std::string& url, LoadProgress& progress,
-                   const std::function<void(accounts::AccountRecord&&)>& adopt) {
+                   const std::function<void(accounts::AccountRecord&&)>& adopt,
+                   const std::function<void(accounts::SessionRow&&)>& adopt_session) {
   Connection c(PQconnectdb(url.c_str()), &PQfinish);
   if (PQstatus(c.get()) != CONNECTION_OK)
     throw std::runtime_error(std::string("warm-load cannot connect: ") + PQerrorMessage(c.get()));
@@ -40,18 +59,10 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress,
   auto started = std::chrono::steady_clock::now();
   auto last_report = started;
   uint64_t last_rows = 0;
-  exec(c.get(), (std::string("COPY accounts (") + kColumns + ") TO STDOUT").c_str(), PGRES_COPY_OUT);
-  while (true) {
-    char* buffer = nullptr;
-    int n = PQgetCopyData(c.get(), &buffer, 0);
-    if (n == -1) break;  // done
-    if (n == -2) throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c.get()));
-    std::unique_ptr<char, decltype(&PQfreemem)> owned(buffer, &PQfreemem);
-    std::string_view line(buffer, static_cast<size_t>(n));
-    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  exec(c.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
+  copy_out(c.get(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", [&](std::string_view line) {
     adopt(parse_copy_line(line));
     uint64_t rows = progress.rows.fetch_add(1, std::memory_order_relaxed) + 1;
-
     if ((rows & 1023) == 0) {
       auto now = std::chrono::steady_clock::now();
       if (now - last_report >= std::chrono::seconds(1)) {
@@ -62,14 +73,17 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress,
         last_rows = rows;
       }
     }
-  }
-  Result end(PQgetResult(c.get()), &PQclear);
-  if (PQresultStatus(end.get()) != PGRES_COMMAND_OK)
-    throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c.get()));
+  });
+  copy_out(c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", [&](std::string_view line) {
+    adopt_session(parse_session_line(line));
+    progress.sessions.fetch_add(1, std::memory_order_relaxed);
+  });
+  exec(c.get(), "COMMIT", PGRES_COMMAND_OK);
 
   uint64_t rows = progress.rows.load();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  spdlog::info("warm-load: done, {} accounts in {:.2f} s ({:.0f} rows/s)", rows, seconds, seconds > 0 ? rows / seconds : 0.0);
+  spdlog::info("warm-load: done, {} accounts and {} sessions in {:.2f} s ({:.0f} accounts/s)", rows,
+               progress.sessions.load(), seconds, seconds > 0 ? rows / seconds : 0.0);
   return rows;
 }
 

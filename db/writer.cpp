@@ -29,6 +29,16 @@ const char* kUpsert =
     " reset_digest = EXCLUDED.reset_digest, reset_expires_ms = EXCLUDED.reset_expires_ms"
     " WHERE accounts.version < EXCLUDED.version";
 const char* kDelete = "DELETE FROM accounts WHERE id = ANY($1::uuid[])";
+// Sessions: opened ones are inserted (a retried batch finds them there), ended ones deleted, and
+// a last use only ever moves forward on a row that still exists.
+const char* kOpenSessions =
+    "INSERT INTO sessions (id, account_id, token_digest, created_ms, last_used_ms, expires_ms, label, source)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],"
+    " $7::text[], $8::text[]) ON CONFLICT (id) DO NOTHING";
+const char* kEndSessions = "DELETE FROM sessions WHERE id = ANY($1::uuid[])";
+const char* kTouchSessions =
+    "UPDATE sessions s SET last_used_ms = t.used FROM unnest($1::uuid[], $2::bigint[]) AS t(id, used)"
+    " WHERE s.id = t.id AND s.last_used_ms < t.used";
 
 // A PostgreSQL array literal, built one element at a time.
 class ArrayLiteral {
@@ -56,6 +66,9 @@ struct Writer::Link {
     pqxx::nontransaction(connection).exec("SET application_name = 'accountsd writer'");
     connection.prepare("upsert", kUpsert);
     connection.prepare("delete", kDelete);
+    connection.prepare("open_sessions", kOpenSessions);
+    connection.prepare("end_sessions", kEndSessions);
+    connection.prepare("touch_sessions", kTouchSessions);
     connection.prepare("epoch", "SELECT epoch FROM writer_lease WHERE id = 1 FOR SHARE");
   }
   pqxx::connection connection;
@@ -201,7 +214,25 @@ void Writer::run() {
 void Writer::commit(Link& link, std::deque<Pending>& batch) {
   // Several changes to one account collapse into its latest version (a deletion is always last).
   std::unordered_map<accounts::Uuid, const accounts::Change*, accounts::UuidHash> latest;
+  ArrayLiteral session_ids, session_accounts, session_digests, session_created, session_used, session_expires,
+      session_labels, session_sources, ended, touched_ids, touched_used;
   for (const auto& p : batch) {
+    for (const auto& s : p.change.opened) {
+      session_ids.add(s.id.to_string());
+      session_accounts.add(s.account.to_string());
+      session_digests.add(hex(s.digest));
+      session_created.add(s.created_ms);
+      session_used.add(s.last_used_ms);
+      session_expires.add(s.expires_ms);
+      session_labels.add(s.label);
+      session_sources.add(s.source);
+    }
+    for (const auto& id : p.change.ended) ended.add(id.to_string());
+    for (const auto& [id, used] : p.change.touched) {
+      touched_ids.add(id.to_string());
+      touched_used.add(used);
+    }
+    if (!p.change.account) continue;
     auto& slot = latest[p.change.record.id];
     if (slot == nullptr || slot->record.version < p.change.record.version) slot = &p.change;
   }
@@ -239,6 +270,14 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
     tx.exec_prepared("upsert", ids.str(), emails.str(), states.str(), hashes.str(), created.str(), updated.str(),
                      confirmed.str(), versions.str(), confirm_digests.str(), confirm_expiry.str(), reset_digests.str(),
                      reset_expiry.str());
+  // Sessions after the accounts they belong to, and before accounts are deleted (which takes their
+  // sessions along): a batch may register an account, open its session and end it.
+  if (!session_ids.empty())
+    tx.exec_prepared("open_sessions", session_ids.str(), session_accounts.str(), session_digests.str(),
+                     session_created.str(), session_used.str(), session_expires.str(), session_labels.str(),
+                     session_sources.str());
+  if (!ended.empty()) tx.exec_prepared("end_sessions", ended.str());
+  if (!touched_ids.empty()) tx.exec_prepared("touch_sessions", touched_ids.str(), touched_used.str());
   if (!deleted.empty()) tx.exec_prepared("delete", deleted.str());
   tx.commit();
   commits_.fetch_add(1, std::memory_order_relaxed);

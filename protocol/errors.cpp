@@ -18,6 +18,7 @@ std::string_view code_name(Error code) {
     case Error::token_expired: return "TOKEN_EXPIRED";
     case Error::invalid_state: return "INVALID_STATE";
     case Error::invalid_credentials: return "INVALID_CREDENTIALS";
+    case Error::invalid_session: return "INVALID_SESSION";
     case Error::not_confirmed: return "NOT_CONFIRMED";
     case Error::deactivated: return "DEACTIVATED";
     case Error::locked: return "LOCKED";

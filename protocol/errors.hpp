@@ -20,6 +20,7 @@ enum class Error {
   token_expired,
   invalid_state,
   invalid_credentials,
+  invalid_session,
   not_confirmed,
   deactivated,
   locked,

@@ -1,0 +1,67 @@
+#include "accounts/session.hpp"
+
+#include <cds/container/feldman_hashset_hp.h>
+#include <cds/gc/hp.h>
+
+#include "accounts/account.hpp"
+
+namespace accounts {
+
+Session::Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
+                 int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source)
+    : id(id),
+      digest(digest),
+      account(std::move(account)),
+      created_ms(created_ms),
+      expires_ms(expires_ms),
+      last_used_ms(last_used_ms),
+      persisted_used_ms(last_used_ms) {
+  if (!label.empty() || !source.empty()) extras_ = std::make_unique<Extras>(Extras{std::string(label), std::string(source)});
+}
+
+SessionRow row_of(const Session& s) {
+  return SessionRow{s.id,         s.account->record().id, s.digest,
+                    s.created_ms, s.last_used_ms.load(),  s.expires_ms,
+                    std::string(s.label()), std::string(s.source())};
+}
+
+namespace {
+
+using SessionPtr = std::shared_ptr<Session>;
+
+struct DigestOf {
+  const TokenDigest& operator()(const SessionPtr& s) const { return s->digest; }
+};
+
+struct SetTraits : cds::container::feldman_hashset::traits {
+  typedef DigestOf hash_accessor;
+  typedef cds::atomicity::item_counter item_counter;
+};
+
+// A 2^16-slot head array keeps the trie shallow at millions of sessions (512 KiB, once).
+constexpr size_t kHeadBits = 16;
+constexpr size_t kArrayBits = 4;
+
+}  // namespace
+
+struct SessionIndex::Set {
+  Set() : set(kHeadBits, kArrayBits) {}
+  cds::container::FeldmanHashSet<cds::gc::HP, SessionPtr, SetTraits> set;
+};
+
+SessionIndex::SessionIndex() : set_(std::make_unique<Set>()) {}
+SessionIndex::~SessionIndex() = default;
+
+std::shared_ptr<Session> SessionIndex::find(const TokenDigest& digest) const {
+  SessionPtr found;
+  set_->set.find(digest, [&found](const SessionPtr& s) { found = s; });
+  return found;
+}
+
+bool SessionIndex::insert(std::shared_ptr<Session> session) { return set_->set.insert(session); }
+
+void SessionIndex::erase(const TokenDigest& digest) { set_->set.erase(digest); }
+
+size_t SessionIndex::size() const { return set_->set.size(); }
+
+}  // namespace accounts

@@ -1,0 +1,293 @@
+// Sessions (issue 11) against the real daemon: opening, checking, listing, ending, expiry, the
+// per-account bound, durability across restarts and kill -9, and a check racing a revocation.
+#include <signal.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string active_account(Client& c, const std::string& email, const std::string& password = "owner-password") {
+  std::string reply = c.call("REGISTER " + email + " " + password);
+  REQUIRE(starts_with(reply, "OK "));
+  std::string id = *field(reply, "id");
+  REQUIRE(starts_with(c.call("CONFIRM " + id + " " + *field(reply, "token")), "OK "));
+  return id;
+}
+
+struct Opened {
+  std::string session;
+  std::string token;
+};
+
+Opened open_session(Client& c, const std::string& email, const std::string& extra = "") {
+  std::string reply = c.call("LOGIN_SESSION " + email + " owner-password" + extra);
+  INFO(reply);
+  REQUIRE(starts_with(reply, "OK "));
+  return {*field(reply, "session"), *field(reply, "token")};
+}
+
+bool valid(Client& c, const std::string& token) {
+  std::string reply = c.call("WHOAMI " + token);
+  if (starts_with(reply, "OK ")) return true;
+  CHECK(starts_with(reply, "ERR INVALID_SESSION "));
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("LOGIN_SESSION opens a session, WHOAMI answers the account, SESSIONS never shows a token", "[sessions]") {
+  Daemon daemon;
+  Client c(daemon.port());
+  std::string id = active_account(c, "owner@example.com");
+
+  std::string reply = c.call("LOGIN_SESSION owner@example.com owner-password 203.0.113.9 \"Firefox on Linux\"");
+  REQUIRE(starts_with(reply, "OK "));
+  CHECK(field(reply, "id") == id);
+  CHECK(field(reply, "state") == "active");
+  std::string session = *field(reply, "session"), token = *field(reply, "token");
+  CHECK(token.size() == 43);
+  CHECK(token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == std::string::npos);
+  CHECK(field(reply, "expires")->size() == 24);
+
+  reply = c.call("WHOAMI " + token);
+  CHECK(field(reply, "id") == id);
+  CHECK(field(reply, "email") == "owner@example.com");
+  CHECK(field(reply, "session") == session);
+  CHECK(field(reply, "expires")->size() == 24);
+
+  reply = c.call("SESSIONS " + id);
+  CHECK(field(reply, "count") == "1");
+  CHECK(field(reply, "s1.id") == session);
+  CHECK(field(reply, "s1.label") == "Firefox on Linux");
+  CHECK(field(reply, "s1.source") == "203.0.113.9");
+  CHECK(field(reply, "s1.created")->size() == 24);
+  CHECK(field(reply, "s1.last_used")->size() == 24);
+  CHECK(reply.find(token) == std::string::npos);
+  CHECK(daemon.log().find(token) == std::string::npos);
+
+  // One code for every token that does not work; BAD_REQUEST only for what cannot be a token.
+  CHECK(starts_with(c.call("WHOAMI " + std::string(43, 'A')), "ERR INVALID_SESSION "));
+  CHECK(starts_with(c.call("WHOAMI not-a-token"), "ERR BAD_REQUEST "));
+  CHECK(starts_with(c.call("LOGIN_SESSION owner@example.com wrong-password"), "ERR INVALID_CREDENTIALS "));
+  CHECK(starts_with(c.call("LOGIN_SESSION nobody@example.com owner-password"), "ERR INVALID_CREDENTIALS "));
+  CHECK(starts_with(c.call("LOGIN_SESSION owner@example.com owner-password 1.2.3.4 " + std::string(129, 'l')),
+                    "ERR BAD_REQUEST "));
+  CHECK(starts_with(c.call("SESSIONS 01a20cc1-7344-7dae-aa15-339ece76400d"), "ERR NOT_FOUND "));
+  std::string pending = *field(c.call("REGISTER pending@example.com owner-password"), "id");
+  CHECK(starts_with(c.call("LOGIN_SESSION pending@example.com owner-password"), "ERR NOT_CONFIRMED "));
+  CHECK(field(c.call("SESSIONS " + pending), "count") == "0");
+
+  // LOGOUT ends exactly that session.
+  auto other = open_session(c, "owner@example.com");
+  CHECK(c.call("LOGOUT " + token) == "OK session=" + session);
+  CHECK_FALSE(valid(c, token));
+  CHECK(starts_with(c.call("LOGOUT " + token), "ERR INVALID_SESSION "));
+  CHECK(valid(c, other.token));
+  CHECK(field(c.call("STATS"), "sessions") == "1");
+}
+
+TEST_CASE("which change ends which sessions: each rule of the state table", "[sessions]") {
+  Daemon daemon;
+  Client c(daemon.port());
+  int n = 0;
+  auto fresh = [&](std::vector<Opened>& opened) {
+    std::string email = "rule" + std::to_string(n++) + "@example.com";
+    std::string id = active_account(c, email);
+    for (int i = 0; i < 3; ++i) opened.push_back(open_session(c, email));
+    return std::make_pair(id, email);
+  };
+  auto alive = [&](const std::vector<Opened>& opened) {
+    std::vector<bool> out;
+    for (const auto& o : opened) out.push_back(valid(c, o.token));
+    return out;
+  };
+  using Alive = std::vector<bool>;
+
+  SECTION("RESET_PASSWORD ends every session") {
+    std::vector<Opened> s;
+    auto [id, email] = fresh(s);
+    std::string token = *field(c.call("RESET_REQUEST " + email), "token");
+    REQUIRE(starts_with(c.call("RESET_PASSWORD " + id + " " + token + " new-password"), "OK "));
+    CHECK(alive(s) == Alive{false, false, false});
+  }
+  SECTION("DEACTIVATE ends every session, and REACTIVATE brings none back") {
+    std::vector<Opened> s;
+    auto [id, email] = fresh(s);
+    REQUIRE(starts_with(c.call("DEACTIVATE " + id), "OK "));
+    CHECK(alive(s) == Alive{false, false, false});
+    REQUIRE(starts_with(c.call("REACTIVATE " + id), "OK "));
+    CHECK(alive(s) == Alive{false, false, false});
+  }
+  SECTION("DELETE ends every session") {
+    std::vector<Opened> s;
+    auto [id, email] = fresh(s);
+    REQUIRE(starts_with(c.call("DELETE " + id), "OK "));
+    CHECK(alive(s) == Alive{false, false, false});
+  }
+  SECTION("CHANGE_PASSWORD ends every session but the one it names") {
+    std::vector<Opened> s;
+    auto [id, email] = fresh(s);
+    REQUIRE(starts_with(c.call("CHANGE_PASSWORD " + id + " owner-password new-password \"\" " + s[1].session), "OK "));
+    CHECK(alive(s) == Alive{false, true, false});
+    REQUIRE(starts_with(c.call("CHANGE_PASSWORD " + id + " new-password third-password"), "OK "));
+    CHECK(alive(s) == Alive{false, false, false});
+  }
+  SECTION("CHANGE_EMAIL keeps the sessions") {
+    std::vector<Opened> s;
+    auto [id, email] = fresh(s);
+    REQUIRE(starts_with(c.call("CHANGE_EMAIL " + id + " moved-" + email), "OK "));
+    CHECK(alive(s) == Alive{true, true, true});
+    CHECK(field(c.call("WHOAMI " + s[0].token), "email") == "moved-" + email);
+  }
+  SECTION("LOGOUT_ALL ends every session, or every session but the one it names") {
+    std::vector<Opened> s;
+    auto [id, email] = fresh(s);
+    CHECK(starts_with(c.call("LOGOUT_ALL " + id + " 01a20cc1-7344-7dae-aa15-339ece76400d"), "ERR NOT_FOUND "));
+    CHECK(starts_with(c.call("LOGOUT_ALL " + id + " not-a-session-id"), "ERR BAD_REQUEST "));
+    CHECK(alive(s) == Alive{true, true, true});
+    CHECK(field(c.call("LOGOUT_ALL " + id + " " + s[2].session), "ended") == "2");
+    CHECK(alive(s) == Alive{false, false, true});
+    CHECK(field(c.call("LOGOUT_ALL " + id), "ended") == "1");
+    CHECK(alive(s) == Alive{false, false, false});
+    CHECK(field(c.call("LOGOUT_ALL " + id), "ended") == "0");
+  }
+}
+
+TEST_CASE("sessions expire: absolute lifetime, idle timeout, and the sweep removes them", "[sessions]") {
+  Daemon daemon(Settings{{"sessions.lifetime_s", "4"}, {"sessions.idle_timeout_s", "2"}});
+  Client c(daemon.port());
+  active_account(c, "ttl@example.com");
+  auto busy = open_session(c, "ttl@example.com");
+  auto idle = open_session(c, "ttl@example.com");
+  // Checked every half second, a session lives past its idle timeout, up to its lifetime.
+  for (int i = 0; i < 6; ++i) {
+    std::this_thread::sleep_for(500ms);
+    CHECK(valid(c, busy.token));
+  }
+  CHECK_FALSE(valid(c, idle.token));  // 3 s without a check, with a 2 s idle timeout
+  std::this_thread::sleep_for(1500ms);
+  CHECK_FALSE(valid(c, busy.token));  // past its 4 s lifetime, however busy
+  bool swept = false;
+  for (int i = 0; i < 50 && !swept; ++i) {
+    swept = field(c.call("STATS"), "sessions") == "0";
+    if (!swept) std::this_thread::sleep_for(200ms);
+  }
+  CHECK(swept);
+}
+
+TEST_CASE("the sessions of one account are bounded: opening one more ends the oldest", "[sessions]") {
+  Daemon daemon(Settings{{"sessions.max_per_account", "3"}});
+  Client c(daemon.port());
+  std::string id = active_account(c, "many@example.com");
+  std::vector<Opened> s;
+  for (int i = 0; i < 5; ++i) s.push_back(open_session(c, "many@example.com"));
+  CHECK_FALSE(valid(c, s[0].token));
+  CHECK_FALSE(valid(c, s[1].token));
+  for (int i = 2; i < 5; ++i) CHECK(valid(c, s[i].token));
+  std::string list = c.call("SESSIONS " + id);
+  CHECK(field(list, "count") == "3");
+  CHECK(field(list, "s1.id") == s[2].session);  // oldest first
+  CHECK(field(list, "s3.id") == s[4].session);
+}
+
+TEST_CASE("32 connections checking while another revokes: after the revocation's OK no check succeeds", "[sessions][race]") {
+  Daemon daemon;
+  Client c(daemon.port());
+  std::string id = active_account(c, "raced@example.com");
+  auto s = open_session(c, "raced@example.com");
+
+  using Clock = std::chrono::steady_clock;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> revoked_at{INT64_MAX};  // when the revocation's OK was read
+  std::atomic<int> ok_before{0}, late_ok{0}, refused_after{0};
+  std::latch ready(33);
+  std::vector<std::thread> checkers;
+  for (int i = 0; i < 32; ++i)
+    checkers.emplace_back([&] {
+      Client mine(daemon.port());
+      ready.arrive_and_wait();
+      while (!stop) {
+        int64_t sent = Clock::now().time_since_epoch().count();
+        std::string reply = mine.call("WHOAMI " + s.token);
+        bool ok = starts_with(reply, "OK ");
+        if (sent > revoked_at.load()) {
+          if (ok) ++late_ok;
+          else ++refused_after;
+        } else if (ok) {
+          ++ok_before;
+        }
+      }
+    });
+  Client revoker(daemon.port());
+  ready.arrive_and_wait();
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(field(revoker.call("LOGOUT_ALL " + id), "ended") == "1");
+  revoked_at = Clock::now().time_since_epoch().count();
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  for (auto& t : checkers) t.join();
+  CHECK(ok_before > 0);
+  CHECK(refused_after > 0);
+  CHECK(late_ok == 0);
+}
+
+TEST_CASE("sessions survive a restart and kill -9; ended ones stay ended; idle time is written lazily", "[sessions][persistence]") {
+  PgServer pg;
+  Settings settings{{"database.url", pg.url_setting()}, {"sessions.idle_timeout_s", "8"}};
+  std::vector<Opened> kept, ended;
+  {
+    Daemon daemon(settings);
+    daemon.wait_ready();
+    Client c(daemon.port());
+    for (int i = 0; i < 20; ++i) {
+      std::string email = "durable" + std::to_string(i) + "@example.com";
+      active_account(c, email);
+      kept.push_back(open_session(c, email, " 198.51.100.7 \"device " + std::to_string(i) + "\""));
+      ended.push_back(open_session(c, email));
+      REQUIRE(starts_with(c.call("LOGOUT " + ended.back().token), "OK "));
+    }
+    CHECK(pg.sql("SELECT count(*) FROM sessions") == "20\n");
+    CHECK(pg.sql("SELECT count(*) FROM sessions WHERE token_digest = '" + kept[0].token + "'") == "0\n");  // digest only
+    // A check moves last use in memory; the sweep writes it once it moved by a quarter of the
+    // idle timeout (2 s here).
+    std::string before = pg.sql("SELECT last_used_ms FROM sessions WHERE id = '" + kept[0].session + "'");
+    std::this_thread::sleep_for(2500ms);
+    CHECK(valid(c, kept[0].token));
+    bool written = false;
+    for (int i = 0; i < 50 && !written; ++i) {
+      written = pg.sql("SELECT last_used_ms FROM sessions WHERE id = '" + kept[0].session + "'") != before;
+      if (!written) std::this_thread::sleep_for(200ms);
+    }
+    CHECK(written);
+    daemon.stop(SIGKILL);
+  }
+  Daemon daemon(settings);
+  daemon.wait_ready();
+  Client c(daemon.port());
+  CHECK(field(c.call("STATS"), "sessions") == "20");
+  for (const auto& s : kept) CHECK(valid(c, s.token));
+  for (const auto& s : ended) CHECK_FALSE(valid(c, s.token));
+  CHECK(field(c.call("WHOAMI " + kept[3].token), "session") == kept[3].session);
+}
+
+TEST_CASE("a session row that breaks an invariant stops the start and names the row", "[sessions][persistence]") {
+  PgServer pg;
+  seed(pg, "seeded@example.com");
+  pg.sql("INSERT INTO sessions SELECT '01a20cc1-7344-7dae-aa15-339ece76400d', id, 'not-hex', 1, 1, 2, '', '' FROM accounts");
+  auto [status, log] = run_to_exit(Settings{{"database.url", pg.url_setting()}});
+  CHECK(status == 1);
+  CHECK(log.find("session 01a20cc1-7344-7dae-aa15-339ece76400d: token_digest is not a 64-digit hex digest") !=
+        std::string::npos);
+}
