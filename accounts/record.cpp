@@ -26,14 +26,27 @@ int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// Every reply that shows an account formats two or three of these: calendar arithmetic and
+// digits by hand, no gmtime_r and no snprintf (the read path's profile showed both).
 std::string format_time(int64_t unix_ms) {
-  std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
+  using namespace std::chrono;
+  auto ms = sys_time<milliseconds>(milliseconds(unix_ms));
+  auto day = floor<days>(ms);
+  year_month_day date{day};
+  hh_mm_ss<milliseconds> time{ms - day};
+  int y = static_cast<int>(date.year());
+  if (y < 0 || y > 9999) y = y < 0 ? 0 : 9999;  // outside RFC 3339; clamp rather than overflow
+  auto put = [](char* at, unsigned value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10) at[i] = static_cast<char>('0' + value % 10);
+  };
+  std::string text = "0000-00-00T00:00:00.000Z";
+  put(&text[0], static_cast<unsigned>(y), 4);
+  put(&text[5], static_cast<unsigned>(date.month()), 2);
+  put(&text[8], static_cast<unsigned>(date.day()), 2);
+  put(&text[11], static_cast<unsigned>(time.hours().count()), 2);
+  put(&text[14], static_cast<unsigned>(time.minutes().count()), 2);
+  put(&text[17], static_cast<unsigned>(time.seconds().count()), 2);
+  put(&text[20], static_cast<unsigned>(time.subseconds().count()), 3);
   return text;
 }
 

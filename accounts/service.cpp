@@ -200,9 +200,10 @@ void AccountService::install() {
                                              row.last_used_ms, row.label, row.source);
     if (!sessions_.insert(session))
       throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
-    account->sessions().push_back(session);
-    sweep_ring_.push_back(std::move(session));
+    account->sessions().push_back(std::move(session));
   }
+  for (const auto& row : staged_sessions_)  // no growth slack in the lists
+    if (auto account = index_->by_id(row.account)) account->sessions().shrink_to_fit();
   staged_sessions_.clear();
   staged_sessions_.shrink_to_fit();
 }

@@ -80,7 +80,8 @@ class AccountService {
   // One tick of the expiry sweep: looks at no more than `max` sessions, ends the expired ones
   // (through their accounts' actors) and writes the last use of those that moved by a quarter of
   // the idle timeout since it was last written. Any thread holding an IndexThread.
-  void sweep_sessions(size_t max);
+  void sweep_sessions(SessionIndex::Cursor& cursor, size_t max);
+  SessionIndex& session_index() { return sessions_; }
   size_t session_count() const { return sessions_.size(); }
 
   Counts counts() const;
@@ -152,8 +153,6 @@ class AccountService {
   std::vector<std::shared_ptr<Account>> staged_;  // the warm-load's accounts until install()
   std::vector<SessionRow> staged_sessions_;
   SessionIndex sessions_;
-  std::mutex sweep_mutex_;
-  std::deque<std::shared_ptr<Session>> sweep_ring_;  // every session, in the order the sweep visits them
 };
 
 }  // namespace accounts

@@ -3,6 +3,8 @@
 #include <cds/container/feldman_hashset_hp.h>
 #include <cds/gc/hp.h>
 
+#include <algorithm>
+
 #include "accounts/account.hpp"
 
 namespace accounts {
@@ -14,14 +16,23 @@ Session::Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> ac
       account(std::move(account)),
       created_ms(created_ms),
       expires_ms(expires_ms),
-      last_used_ms(last_used_ms),
-      persisted_used_ms(last_used_ms) {
-  if (!label.empty() || !source.empty()) extras_ = std::make_unique<Extras>(Extras{std::string(label), std::string(source)});
+      used_s_(0),
+      persisted_s_(0) {
+  used(last_used_ms);
+  persisted(last_used_ms);
+  label = label.substr(0, 255);
+  source = source.substr(0, 255);
+  if (label.empty() && source.empty()) return;
+  label_size_ = static_cast<uint8_t>(label.size());
+  source_size_ = static_cast<uint8_t>(source.size());
+  extras_ = std::make_unique<char[]>(label.size() + source.size());
+  std::copy(label.begin(), label.end(), extras_.get());
+  std::copy(source.begin(), source.end(), extras_.get() + label.size());
 }
 
 SessionRow row_of(const Session& s) {
   return SessionRow{s.id,         s.account->record().id, s.digest,
-                    s.created_ms, s.last_used_ms.load(),  s.expires_ms,
+                    s.created_ms, s.last_used_ms(),  s.expires_ms,
                     std::string(s.label()), std::string(s.source())};
 }
 
@@ -63,5 +74,24 @@ bool SessionIndex::insert(std::shared_ptr<Session> session) { return set_->set.i
 void SessionIndex::erase(const TokenDigest& digest) { set_->set.erase(digest); }
 
 size_t SessionIndex::size() const { return set_->set.size(); }
+
+struct SessionIndex::Cursor::State {
+  using Iterator = decltype(std::declval<Set&>().set.begin());
+  Set& set;
+  Iterator at;
+  bool started = false;
+};
+
+SessionIndex::Cursor::Cursor(SessionIndex& index) : state_(std::make_unique<State>(State{*index.set_, {}})) {}
+SessionIndex::Cursor::~Cursor() = default;
+
+void SessionIndex::Cursor::visit(size_t max, const std::function<void(const std::shared_ptr<Session>&)>& each) {
+  auto& set = state_->set.set;
+  if (!state_->started || state_->at == set.end()) {
+    state_->at = set.begin();
+    state_->started = true;
+  }
+  for (size_t n = 0; n < max && state_->at != set.end(); ++n, ++state_->at) each(*state_->at);
+}
 
 }  // namespace accounts

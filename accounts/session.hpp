@@ -3,12 +3,14 @@
 // user, ended by LOGOUT, LOGOUT_ALL, expiry, or a change to its account (docs/PROTOCOL.md). The
 // token is shown once; only its digest is kept, here and in PostgreSQL.
 //
-// Who may touch what: the fields set at opening never change. last_used_ms moves on every check
-// (any I/O thread, relaxed: a slightly stale value only delays an expiry by that much);
-// persisted_used_ms belongs to the sweeper; `ended` is set once, by the account's actor, after
-// the ending is committed, and every check reads it.
+// Who may touch what: the fields set at opening never change. The last use moves on every check
+// (any I/O thread, relaxed: a slightly stale value only delays an expiry by that much); the
+// persisted last use belongs to the sweeper; `ended` is set once, by the account's actor, after
+// the ending is committed, and every check reads it. Last uses are kept in whole seconds after
+// the opening (4 bytes each instead of 8: memory per session is what decides how many fit).
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,15 +32,18 @@ class Session {
   const std::shared_ptr<Account> account;
   const int64_t created_ms;
   const int64_t expires_ms;  // absolute: created + sessions.lifetime_s
-  std::atomic<int64_t> last_used_ms;
-  std::atomic<int64_t> persisted_used_ms;  // last_used_ms as PostgreSQL has it
   std::atomic<bool> ended{false};
 
-  std::string_view label() const { return extras_ ? std::string_view(extras_->label) : std::string_view(); }
-  std::string_view source() const { return extras_ ? std::string_view(extras_->source) : std::string_view(); }
+  int64_t last_used_ms() const { return at(used_s_.load(std::memory_order_relaxed)); }
+  void used(int64_t now_ms) { used_s_.store(after(now_ms), std::memory_order_relaxed); }
+  int64_t persisted_used_ms() const { return at(persisted_s_.load(std::memory_order_relaxed)); }
+  void persisted(int64_t used_ms) { persisted_s_.store(after(used_ms), std::memory_order_relaxed); }
+
+  std::string_view label() const { return {extras_.get(), label_size_}; }
+  std::string_view source() const { return {extras_.get() + label_size_, source_size_}; }
   // When the session stops working: its absolute expiry, or idle_ms after its last use.
   int64_t expiry(int64_t idle_ms) const {
-    int64_t idle = last_used_ms.load(std::memory_order_relaxed) + idle_ms;
+    int64_t idle = last_used_ms() + idle_ms;
     return idle < expires_ms ? idle : expires_ms;
   }
   bool valid(int64_t now, int64_t idle_ms) const {
@@ -46,11 +51,18 @@ class Session {
   }
 
  private:
-  struct Extras {  // most sessions of a typical backend have both, but neither is required
-    std::string label;
-    std::string source;
-  };
-  std::unique_ptr<Extras> extras_;
+  int64_t at(uint32_t seconds_after) const { return created_ms + int64_t{seconds_after} * 1000; }
+  uint32_t after(int64_t ms) const {
+    int64_t s = (ms - created_ms) / 1000;
+    return s <= 0 ? 0 : s >= int64_t{UINT32_MAX} ? UINT32_MAX : static_cast<uint32_t>(s);
+  }
+  std::atomic<uint32_t> used_s_;
+  std::atomic<uint32_t> persisted_s_;
+  // Label and source side by side in one block, allocated only when there is either (the
+  // protocol bounds them to 128 and 64 bytes).
+  uint8_t label_size_ = 0;
+  uint8_t source_size_ = 0;
+  std::unique_ptr<char[]> extras_;
 };
 
 // A session as a row of the sessions table (what the writer stores and the warm-load reads).
@@ -80,6 +92,21 @@ class SessionIndex {
   bool insert(std::shared_ptr<Session> session);
   void erase(const TokenDigest& digest);
   size_t size() const;
+
+  // Where a sweep stopped: each visit() looks at no more than `max` sessions from there, and a
+  // pass that reaches the end starts over at the next visit. Sessions opened or ended meanwhile
+  // may be seen once more or not until the next pass. It holds a hazard pointer, which belongs
+  // to the thread that made it: create and use it on one thread only.
+  class Cursor {
+   public:
+    explicit Cursor(SessionIndex& index);
+    ~Cursor();
+    void visit(size_t max, const std::function<void(const std::shared_ptr<Session>&)>& each);
+
+   private:
+    struct State;
+    std::unique_ptr<State> state_;
+  };
 
  private:
   struct Set;

@@ -81,8 +81,6 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
       return;
     }
     a.sessions().push_back(session);
-    std::lock_guard lock(sweep_mutex_);
-    sweep_ring_.push_back(session);
   };
   if (!co_await persist(a, std::move(change), std::move(settle))) co_return unavailable();
   auto reply = view_of(a.record());
@@ -98,7 +96,7 @@ asio::awaitable<Reply> AccountService::whoami(std::string token) {
   if (!session || !session->valid(now, idle)) co_return invalid_session();
   auto record = session->account->snapshot();
   if (!record) co_return invalid_session();
-  session->last_used_ms.store(now, std::memory_order_relaxed);  // the sweep writes it, lazily
+  session->used(now);  // the sweep writes it, lazily
   auto reply = view_of(*record);
   reply.field("session", session->id.to_string()).field("expires", format_time(session->expiry(idle)));
   co_return reply;
@@ -162,7 +160,7 @@ asio::awaitable<Reply> AccountService::list_sessions(std::string id) {
         std::string p = "s" + std::to_string(++n) + ".";
         reply.field(p + "id", s->id.to_string())
             .field(p + "created", format_time(s->created_ms))
-            .field(p + "last_used", format_time(s->last_used_ms.load(std::memory_order_relaxed)))
+            .field(p + "last_used", format_time(s->last_used_ms()))
             .field(p + "expires", format_time(s->expiry(idle)))
             .field(p + "label", s->label())
             .field(p + "source", s->source());
@@ -190,36 +188,22 @@ asio::awaitable<Reply> AccountService::end_expired(Account& a, std::vector<Uuid>
   co_return Reply::ok();
 }
 
-void AccountService::sweep_sessions(size_t max) {
-  std::vector<std::shared_ptr<Session>> batch;
-  {
-    std::lock_guard lock(sweep_mutex_);
-    size_t take = std::min(max, sweep_ring_.size());
-    batch.assign(std::make_move_iterator(sweep_ring_.begin()), std::make_move_iterator(sweep_ring_.begin() + take));
-    sweep_ring_.erase(sweep_ring_.begin(), sweep_ring_.begin() + take);
-  }
+void AccountService::sweep_sessions(SessionIndex::Cursor& cursor, size_t max) {
   int64_t now = now_ms(), idle = settings_.session_idle_s * 1000;
   std::unordered_map<Account*, std::vector<Uuid>> expired;
   Change touch;
   touch.account = false;
   std::vector<std::pair<std::shared_ptr<Session>, int64_t>> touched;
-  std::vector<std::shared_ptr<Session>> again;
-  for (auto& s : batch) {
-    if (s->ended.load(std::memory_order_acquire)) continue;  // ended: it leaves the sweep too
+  cursor.visit(max, [&](const std::shared_ptr<Session>& s) {
+    if (s->ended.load(std::memory_order_acquire)) return;
     if (!s->valid(now, idle)) {
       expired[s->account.get()].push_back(s->id);
-    } else if (int64_t used = s->last_used_ms.load(std::memory_order_relaxed);
-               used - s->persisted_used_ms.load(std::memory_order_relaxed) >= idle / 4) {
+    } else if (int64_t used = s->last_used_ms(); used - s->persisted_used_ms() >= idle / 4) {
       // Written once it moved by a quarter of the idle timeout: a crash forgets at most that much.
       touch.touched.emplace_back(s->id, used);
       touched.emplace_back(s, used);
     }
-    again.push_back(std::move(s));  // an expired one stays until its ending is committed
-  }
-  {
-    std::lock_guard lock(sweep_mutex_);
-    for (auto& s : again) sweep_ring_.push_back(std::move(s));
-  }
+  });
   for (auto& [raw, ids] : expired) {
     auto account = raw->shared_from_this();
     Account::Job job = [this, ids = std::move(ids)](Account& a) { return end_expired(a, ids); };
@@ -228,7 +212,7 @@ void AccountService::sweep_sessions(size_t max) {
   if (!touch.touched.empty())
     durability_.persist(std::move(touch), [touched = std::move(touched)](bool committed) {
       if (!committed) return;
-      for (const auto& [s, used] : touched) s->persisted_used_ms.store(used, std::memory_order_relaxed);
+      for (const auto& [s, used] : touched) s->persisted(used);
     });
 }
 

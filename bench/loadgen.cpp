@@ -103,6 +103,13 @@ std::string id_of(uint64_t g) {
   return text;
 }
 
+// The session token bench/session_rows stored (as its digest) for population member g.
+std::string session_token_of(uint64_t g) {
+  char text[48];
+  std::snprintf(text, sizeof text, "t%042" PRIu64, g);
+  return text;
+}
+
 class Generator {
  public:
   Generator(const Options& o, const std::vector<Operation>& mix, int connection, uint64_t seed)
@@ -124,6 +131,7 @@ class Generator {
     std::string unique = o_.label + "-" + std::to_string(connection_) + "-" + std::to_string(sequence_);
     if (*op == "get") return "GET " + id_of(g) + "\n";
     if (*op == "find") return "FIND user" + std::to_string(g) + "@bench.example\n";
+    if (*op == "whoami") return "WHOAMI " + session_token_of(g) + "\n";
     if (*op == "login") return "LOGIN user" + std::to_string(g) + "@bench.example bench-password\n";
     if (*op == "register") return "REGISTER " + unique + "@bench.example bench-password\n";
     if (*op == "change_email") return "CHANGE_EMAIL " + id_of(g) + " " + unique + "@bench.example\n";
@@ -208,7 +216,7 @@ int main(int argc, char** argv) {
   app.add_option("-P,--pipeline", o.pipeline, "requests in flight per connection")->check(CLI::Range(1, 10000));
   app.add_option("-d,--duration", o.duration, "seconds to run");
   app.add_option("-n,--requests", o.requests, "stop after this many requests instead");
-  app.add_option("--mix", o.mix, "weighted commands: get, find, login, register, change_email, toggle, ping (e.g. get:1,find:1)");
+  app.add_option("--mix", o.mix, "weighted commands: get, find, whoami, login, register, change_email, toggle, ping (e.g. get:1,find:1)");
   app.add_option("--population", o.population, "accounts preloaded by scripts/bench (user1..userN)");
   app.add_option("--secret", o.secret, "AUTH secret");
   app.add_option("--label", o.label, "name of this run (also makes REGISTER emails unique)");

@@ -82,16 +82,6 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
   });
 }
 
-// Once a second, one bounded step of the session expiry sweep (AccountService::sweep_sessions).
-asio::awaitable<void> sweep_sessions(accounts::AccountService& service, const Server& server, uint32_t per_tick) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (true) {
-    timer.expires_after(1s);
-    co_await timer.async_wait(asio::use_awaitable);
-    if (!server.loading() && server.fenced_reason().empty()) service.sweep_sessions(per_tick);
-  }
-}
-
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), close, stop the loop.
 asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer* writer) {
   server.stop();
@@ -269,8 +259,6 @@ int run_daemon(const Config& config) {
   if (!writer) systemd::notify_ready(summary(server, service));
   asio::co_spawn(io, report_to_systemd(server, service), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
   asio::co_spawn(io, server.accept_loop(), [](std::exception_ptr e) { log_failure("accept loop", e); });
-  asio::co_spawn(io, sweep_sessions(service, server, config.session_sweep_per_tick),
-                 [](std::exception_ptr e) { log_failure("session sweep", e); });
 
   std::atomic<int> exit_status{0};
   std::atomic<bool> shutting_down{false};
@@ -334,6 +322,18 @@ int run_daemon(const Config& config) {
     });
   }
 
+  // The session expiry sweep: once a second, one bounded step (AccountService::sweep_sessions). It
+  // has a thread of its own because its cursor holds a hazard pointer between steps.
+  std::thread sweeper([&] {
+    accounts::IndexThread attached;
+    accounts::SessionIndex::Cursor cursor(service.session_index());
+    while (!shutting_down) {
+      for (int i = 0; i < 20 && !shutting_down; ++i) std::this_thread::sleep_for(50ms);
+      if (!shutting_down && !server.loading() && server.fenced_reason().empty())
+        service.sweep_sessions(cursor, config.session_sweep_per_tick);
+    }
+  });
+
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < config.server.threads; ++i)
     threads.emplace_back([&io] {
@@ -343,6 +343,7 @@ int run_daemon(const Config& config) {
   io.run();
   for (auto& t : threads) t.join();
   if (startup.joinable()) startup.join();
+  sweeper.join();
   // The lease heartbeat and the writer threads call back into `server`: stop them before it goes.
   lease.reset();
   writer.reset();

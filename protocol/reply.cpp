@@ -2,7 +2,13 @@
 
 namespace protocol {
 
-Reply Reply::ok() { return Reply(true, Error::internal, "OK"); }
+Reply Reply::ok() {
+  // Room for a typical account view plus a few fields, so that appending them does not reallocate.
+  std::string line;
+  line.reserve(224);
+  line = "OK";
+  return Reply(true, Error::internal, std::move(line));
+}
 
 Reply Reply::ok(std::string_view word) { return Reply(true, Error::internal, "OK " + std::string(word)); }
 

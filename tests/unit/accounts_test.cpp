@@ -1,6 +1,8 @@
 // accounts/: emails, ids, tokens, the state machine's whole table and the index under races.
 #include <catch2/catch.hpp>
 #include <atomic>
+#include <cstdio>
+#include <ctime>
 #include <latch>
 #include <memory>
 #include <set>
@@ -281,4 +283,20 @@ TEST_CASE("login throttle: per source, an hourly limit across sources, known sou
   unknown.failed(policy, email_key("b@x.io"), attacker, now);
   unknown.failed(policy, email_key("c@x.io"), attacker, now);
   CHECK(unknown.size() == 2);  // bounded: the oldest is forgotten
+}
+
+TEST_CASE("timestamps: RFC 3339 UTC with milliseconds, the same as gmtime gives", "[record]") {
+  CHECK(format_time(0) == "1970-01-01T00:00:00.000Z");
+  CHECK(format_time(951782400123) == "2000-02-29T00:00:00.123Z");  // a leap day
+  CHECK(format_time(1795527134276) == "2026-11-24T13:32:14.276Z");
+  CHECK(format_time(253402300799999) == "9999-12-31T23:59:59.999Z");
+  for (int64_t t = 0; t < 4'000'000'000'000; t += 7'777'777'777) {
+    std::time_t seconds = static_cast<std::time_t>(t / 1000);
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    char expected[32];
+    std::snprintf(expected, sizeof expected, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(t % 1000));
+    CHECK(format_time(t) == expected);
+  }
 }
