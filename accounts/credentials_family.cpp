@@ -74,18 +74,23 @@ asio::awaitable<Reply> AccountService::login_and(std::string email, std::string 
   co_return co_await account->ask(executor_, std::move(job));
 }
 
-asio::awaitable<std::optional<Reply>> AccountService::check_login(Account& a, const std::string& password,
-                                                                  SourceKey from) {
+asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a, const std::string& password,
+                                                                      SourceKey from) {
   auto policy = throttle_policy();
   if (const auto* throttle = a.existing_throttle())
     if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
-
   auto verified = co_await verify_presented(a.record().password_hash, password);
   if (!verified) co_return busy();
   if (!*verified) {
     a.throttle().failed(policy, from, now_ms());
     co_return invalid_credentials();
   }
+  co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<Reply>> AccountService::check_login(Account& a, const std::string& password,
+                                                                  SourceKey from) {
+  if (auto refusal = co_await check_presented(a, password, from)) co_return refusal;
   a.throttle().succeeded(from);
 
   // The hash settings changed since this password was stored: upgrade it now that we know it,
@@ -121,15 +126,7 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
                       from = source_key(source), keep](Account& a) -> asio::awaitable<Reply> {
     if (auto refused = unchangeable(a)) co_return *refused;
     // A wrong old password is a failed login: the same throttle, so this is no side door for guessing.
-    auto policy = throttle_policy();
-    if (const auto* throttle = a.existing_throttle())
-      if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
-    auto verified = co_await verify_presented(a.record().password_hash, old_password);
-    if (!verified) co_return busy();
-    if (!*verified) {
-      a.throttle().failed(policy, from, now_ms());
-      co_return invalid_credentials();
-    }
+    if (auto refusal = co_await check_presented(a, old_password, from)) co_return *refusal;
     auto hash = co_await hash_on_pool(new_password);
     if (!hash) co_return busy();
     AccountRecord next = a.record();

@@ -112,6 +112,9 @@ class AccountService {
   asio::awaitable<std::optional<bool>> verify_presented(const std::string& hash, const std::string& password);
   // LOGIN for an email that belongs to no account: the same throttle, the same cost, the same replies.
   asio::awaitable<Reply> login_unknown(const std::string& email, const std::string& password, SourceKey source);
+  // Inside the actor: the throttle's verdict for `from`, then `password` against the account's
+  // hash, a wrong one counted as a failed login. nullopt: the password is right.
+  asio::awaitable<std::optional<Reply>> check_presented(Account& a, const std::string& password, SourceKey from);
   // Inside the actor: everything LOGIN checks (throttle, password, re-hash, state). nullopt: the
   // login succeeded; otherwise the reply that refuses it.
   asio::awaitable<std::optional<Reply>> check_login(Account& a, const std::string& password, SourceKey from);

@@ -44,9 +44,28 @@ struct DigestOf {
   const TokenDigest& operator()(const SessionPtr& s) const { return s->digest; }
 };
 
+// libcds 2.3.3 allocates each FeldmanHashSet array node together with its slots, but frees it as
+// one bare node: a sized delete of the wrong size (ASan: new-delete-type-mismatch). Freeing
+// without a size frees exactly what was allocated.
+template <class T>
+struct UnsizedAllocator {
+  using value_type = T;
+  UnsizedAllocator() = default;
+  template <class U>
+  UnsizedAllocator(const UnsizedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, size_t) { ::operator delete(p); }
+  template <class U>
+  struct rebind {
+    using other = UnsizedAllocator<U>;
+  };
+  bool operator==(const UnsizedAllocator&) const { return true; }
+};
+
 struct SetTraits : cds::container::feldman_hashset::traits {
   typedef DigestOf hash_accessor;
   typedef cds::atomicity::item_counter item_counter;
+  typedef UnsizedAllocator<int> node_allocator;
 };
 
 // A 2^16-slot head array keeps the trie shallow at millions of sessions (512 KiB, once).

@@ -5,23 +5,13 @@
 #include <thread>
 #include <vector>
 
+#include "helpers.hpp"
 #include "support.hpp"
 
 using namespace testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct Registered {
-  std::string id;
-  std::string token;
-};
-
-Registered register_account(Client& c, const std::string& email, const std::string& password = "correct horse") {
-  std::string reply = c.call("REGISTER " + email + " \"" + password + "\"");
-  REQUIRE(starts_with(reply, "OK "));
-  return {*field(reply, "id"), *field(reply, "token")};
-}
 
 std::string active_account(Client& c, const std::string& email, const std::string& password = "correct horse") {
   auto r = register_account(c, email, password);

@@ -5,19 +5,13 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "helpers.hpp"
 #include "support.hpp"
 
 using namespace testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string ok_field(Client& c, const std::string& request, const std::string& key) {
-  std::string reply = c.call(request);
-  INFO(request << " -> " << reply);
-  REQUIRE(starts_with(reply, "OK "));
-  return *field(reply, key);
-}
 
 std::string role_url(const PgServer& pg, const std::string& role) {
   return "\"host=" + pg.dir() + " port=5432 user=" + role + " dbname=postgres\"";

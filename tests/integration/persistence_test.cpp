@@ -11,19 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "helpers.hpp"
 #include "support.hpp"
 
 using namespace testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string ok_field(Client& c, const std::string& request, const std::string& key) {
-  std::string reply = c.call(request);
-  INFO(request << " -> " << reply);
-  REQUIRE(starts_with(reply, "OK "));
-  return *field(reply, key);
-}
 
 const char* kGoodRowValues =
     "'%s', '%s', '%s', (SELECT password_hash FROM accounts LIMIT 1), 0, 0, 1, 1, '', 0, '', 0";

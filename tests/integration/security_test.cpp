@@ -3,23 +3,13 @@
 #include <set>
 #include <thread>
 
+#include "helpers.hpp"
 #include "support.hpp"
 
 using namespace testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct Registered {
-  std::string id;
-  std::string token;
-};
-
-Registered register_account(Client& c, const std::string& email, const std::string& password = "correct horse") {
-  std::string reply = c.call("REGISTER " + email + " \"" + password + "\"");
-  REQUIRE(starts_with(reply, "OK "));
-  return {*field(reply, "id"), *field(reply, "token")};
-}
 
 std::string reset_token(Client& c, const std::string& email) {
   std::string reply = c.call("RESET_REQUEST " + email);
