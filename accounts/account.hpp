@@ -73,7 +73,7 @@ class Account : public std::enable_shared_from_this<Account> {
 
   // Actor only (and the warm-load before serving): the account's open sessions, oldest first.
   // Allocated when the first one opens.
-  using Sessions = std::vector<std::shared_ptr<Session>>;
+  using Sessions = std::vector<SessionRef>;
   Sessions& sessions() {
     if (!sessions_) sessions_ = std::make_unique<Sessions>();
     return *sessions_;

@@ -196,8 +196,8 @@ void AccountService::install() {
     if (!account)
       throw std::runtime_error("session " + row.id.to_string() + ": its account " + row.account.to_string() +
                                " does not exist");
-    auto session = std::make_shared<Session>(row.id, row.digest, account, row.created_ms, row.expires_ms,
-                                             row.last_used_ms, row.label, row.source);
+    auto session = Session::make(row.id, row.digest, account, row.created_ms, row.expires_ms, row.last_used_ms,
+                                 row.label, row.source);
     if (!sessions_.insert(session))
       throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
     account->sessions().push_back(std::move(session));

@@ -30,6 +30,13 @@ Session::Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> ac
   std::copy(source.begin(), source.end(), extras_.get() + label.size());
 }
 
+SessionRef Session::make(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
+                         int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source) {
+  return SessionRef(new Session(id, digest, std::move(account), created_ms, expires_ms, last_used_ms, label, source));
+}
+
+static_assert(sizeof(Session) <= 104, "a session should fit a 112-byte allocation");
+
 SessionRow row_of(const Session& s) {
   return SessionRow{s.id,         s.account->record().id, s.digest,
                     s.created_ms, s.last_used_ms(),  s.expires_ms,
@@ -38,7 +45,7 @@ SessionRow row_of(const Session& s) {
 
 namespace {
 
-using SessionPtr = std::shared_ptr<Session>;
+using SessionPtr = SessionRef;
 
 struct DigestOf {
   const TokenDigest& operator()(const SessionPtr& s) const { return s->digest; }
@@ -82,13 +89,13 @@ struct SessionIndex::Set {
 SessionIndex::SessionIndex() : set_(std::make_unique<Set>()) {}
 SessionIndex::~SessionIndex() = default;
 
-std::shared_ptr<Session> SessionIndex::find(const TokenDigest& digest) const {
+SessionRef SessionIndex::find(const TokenDigest& digest) const {
   SessionPtr found;
   set_->set.find(digest, [&found](const SessionPtr& s) { found = s; });
   return found;
 }
 
-bool SessionIndex::insert(std::shared_ptr<Session> session) { return set_->set.insert(session); }
+bool SessionIndex::insert(SessionRef session) { return set_->set.insert(session); }
 
 void SessionIndex::erase(const TokenDigest& digest) { set_->set.erase(digest); }
 
@@ -104,7 +111,7 @@ struct SessionIndex::Cursor::State {
 SessionIndex::Cursor::Cursor(SessionIndex& index) : state_(std::make_unique<State>(State{*index.set_, {}})) {}
 SessionIndex::Cursor::~Cursor() = default;
 
-void SessionIndex::Cursor::visit(size_t max, const std::function<void(const std::shared_ptr<Session>&)>& each) {
+void SessionIndex::Cursor::visit(size_t max, const std::function<void(const SessionRef&)>& each) {
   auto& set = state_->set.set;
   if (!state_->started || state_->at == set.end()) {
     state_->at = set.begin();

@@ -22,10 +22,13 @@ namespace accounts {
 
 class Account;
 
+class SessionRef;
+
 class Session {
  public:
-  Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
-          int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source);
+  // Made only through make_session(): a session lives for as long as a SessionRef holds it.
+  static SessionRef make(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
+                         int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source);
 
   const Uuid id;
   const TokenDigest digest;
@@ -51,18 +54,54 @@ class Session {
   }
 
  private:
+  friend class SessionRef;
+  Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
+          int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source);
+  void retain() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
   int64_t at(uint32_t seconds_after) const { return created_ms + int64_t{seconds_after} * 1000; }
   uint32_t after(int64_t ms) const {
     int64_t s = (ms - created_ms) / 1000;
     return s <= 0 ? 0 : s >= int64_t{UINT32_MAX} ? UINT32_MAX : static_cast<uint32_t>(s);
   }
+  // Declared in this order so that they pack beside `ended`: the whole object is 104 bytes.
+  uint8_t label_size_ = 0;
+  uint8_t source_size_ = 0;
+  std::atomic<uint32_t> refs_{0};
   std::atomic<uint32_t> used_s_;
   std::atomic<uint32_t> persisted_s_;
   // Label and source side by side in one block, allocated only when there is either (the
   // protocol bounds them to 128 and 64 bytes).
-  uint8_t label_size_ = 0;
-  uint8_t source_size_ = 0;
   std::unique_ptr<char[]> extras_;
+};
+
+// A counted reference to a Session. The count lives in the session (4 bytes in its padding),
+// where a shared_ptr would add a 16-byte control block and make every reference twice as big:
+// memory per session is what decides how many fit (docs/BENCHMARKS.md).
+class SessionRef {
+ public:
+  SessionRef() = default;
+  explicit SessionRef(Session* s) : s_(s) {
+    if (s_) s_->retain();
+  }
+  SessionRef(const SessionRef& other) : SessionRef(other.s_) {}
+  SessionRef(SessionRef&& other) noexcept : s_(other.s_) { other.s_ = nullptr; }
+  SessionRef& operator=(SessionRef other) noexcept {
+    std::swap(s_, other.s_);
+    return *this;
+  }
+  ~SessionRef() {
+    if (s_) s_->release();
+  }
+  Session* operator->() const { return s_; }
+  Session& operator*() const { return *s_; }
+  Session* get() const { return s_; }
+  explicit operator bool() const { return s_ != nullptr; }
+
+ private:
+  Session* s_ = nullptr;
 };
 
 // A session as a row of the sessions table (what the writer stores and the warm-load reads).
@@ -88,8 +127,8 @@ class SessionIndex {
   SessionIndex(const SessionIndex&) = delete;
   SessionIndex& operator=(const SessionIndex&) = delete;
 
-  std::shared_ptr<Session> find(const TokenDigest& digest) const;
-  bool insert(std::shared_ptr<Session> session);
+  SessionRef find(const TokenDigest& digest) const;
+  bool insert(SessionRef session);
   void erase(const TokenDigest& digest);
   size_t size() const;
 
@@ -101,7 +140,7 @@ class SessionIndex {
    public:
     explicit Cursor(SessionIndex& index);
     ~Cursor();
-    void visit(size_t max, const std::function<void(const std::shared_ptr<Session>&)>& each);
+    void visit(size_t max, const std::function<void(const SessionRef&)>& each);
 
    private:
     struct State;

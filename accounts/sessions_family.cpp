@@ -45,7 +45,7 @@ std::vector<Uuid> AccountService::session_ids(const Account& a, const std::optio
 
 void AccountService::end_sessions(Account& a, const std::vector<Uuid>& ids) {
   if (ids.empty() || !a.existing_sessions()) return;
-  std::erase_if(a.sessions(), [&](const std::shared_ptr<Session>& s) {
+  std::erase_if(a.sessions(), [&](const SessionRef& s) {
     if (std::find(ids.begin(), ids.end(), s->id) == ids.end()) return false;
     // From here on no check accepts it, whether it found the session in the index or not.
     s->ended.store(true, std::memory_order_release);
@@ -66,8 +66,8 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
   if (a.in_doubt()) co_return in_doubt();
   int64_t now = now_ms();
   std::string token = new_token();
-  auto session = std::make_shared<Session>(Uuid::v7(now), digest_token(token), a.shared_from_this(), now,
-                                           now + settings_.session_lifetime_s * 1000, now, label, source);
+  auto session = Session::make(Uuid::v7(now), digest_token(token), a.shared_from_this(), now,
+                               now + settings_.session_lifetime_s * 1000, now, label, source);
   Change change = sessions_change(a);
   change.opened.push_back(row_of(*session));
   // The bound per account: the oldest sessions end to make room for this one, in the same commit.
@@ -193,8 +193,8 @@ void AccountService::sweep_sessions(SessionIndex::Cursor& cursor, size_t max) {
   std::unordered_map<Account*, std::vector<Uuid>> expired;
   Change touch;
   touch.account = false;
-  std::vector<std::pair<std::shared_ptr<Session>, int64_t>> touched;
-  cursor.visit(max, [&](const std::shared_ptr<Session>& s) {
+  std::vector<std::pair<SessionRef, int64_t>> touched;
+  cursor.visit(max, [&](const SessionRef& s) {
     if (s->ended.load(std::memory_order_acquire)) return;
     if (!s->valid(now, idle)) {
       expired[s->account.get()].push_back(s->id);
