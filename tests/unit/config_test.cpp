@@ -38,6 +38,10 @@ TEST_CASE("defaults match the documented ones", "[config]") {
   CHECK(c.server.auth_timeout_s == 10);
   CHECK(c.server.max_unauthenticated == 64);
   CHECK(c.database.lease_timeout_ms == 2000);
+  CHECK(c.accounts.session_lifetime_s == 2592000);
+  CHECK(c.accounts.session_idle_s == 604800);
+  CHECK(c.accounts.sessions_per_account == 20);
+  CHECK(c.session_sweep_per_tick == 1000);
   CHECK(c.accounts.hash.opslimit == 2);
   CHECK(c.accounts.hash.memlimit_kib == 65536);
   CHECK(c.accounts.hash_workers >= 1);
@@ -73,6 +77,11 @@ lockout_threshold = 2
 lockout_window_s = 5
 lockout_hourly_limit = 77
 expected_accounts = 5000
+[sessions]
+lifetime_s = 100
+idle_timeout_s = 50
+max_per_account = 4
+sweep_per_tick = 7
 [password_hash]
 opslimit = 3
 memlimit_kib = 1024
@@ -105,6 +114,10 @@ level = "debug"
   CHECK(c.accounts.lockout_window_s == 5);
   CHECK(c.accounts.lockout_hourly_limit == 77);
   CHECK(c.accounts.expected_accounts == 5000);
+  CHECK(c.accounts.session_lifetime_s == 100);
+  CHECK(c.accounts.session_idle_s == 50);
+  CHECK(c.accounts.sessions_per_account == 4);
+  CHECK(c.session_sweep_per_tick == 7);
   CHECK(c.accounts.hash.opslimit == 3);
   CHECK(c.accounts.hash.memlimit_kib == 1024);
   CHECK(c.accounts.hash_workers == 5);
