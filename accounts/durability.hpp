@@ -16,9 +16,9 @@ struct Change {
   bool removed = false;  // true: the account is deleted (its sessions with it); record carries its last state
   AccountRecord record;
   bool account = true;   // false: only sessions change; record carries just the id
-  std::vector<SessionRow> opened;
-  std::vector<Uuid> ended;
-  std::vector<std::pair<Uuid, int64_t>> touched;  // sessions' last use, written lazily (never resurrects one)
+  std::vector<SessionRow> opened{};
+  std::vector<Uuid> ended{};
+  std::vector<std::pair<Uuid, int64_t>> touched{};  // sessions' last use, written lazily (never resurrects one)
 };
 
 class Durability {

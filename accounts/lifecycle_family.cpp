@@ -63,7 +63,7 @@ asio::awaitable<Reply> AccountService::remove(std::string id) {
     AccountRecord last = a.record();
     last.version += 1;
     last.updated_ms = now_ms();
-    Change removal{true, last};
+    Change removal{.removed = true, .record = last};
     removal.ended = session_ids(a);  // the table's ON DELETE CASCADE removes them too
     Settle settle = [this, last, ended = removal.ended](Account& a, bool committed) {
       if (!committed) return;

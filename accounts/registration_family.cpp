@@ -38,7 +38,7 @@ asio::awaitable<Reply> AccountService::register_account(std::string email, std::
     next.created_ms = next.updated_ms = now;
     next.version = 1;
     next.confirm = pending_token(token, now, settings_.confirm_token_ttl_s);
-    Change change{false, next};
+    Change change{.record = next};
     Settle settle = [this, next](Account& a, bool committed) {
       if (committed) {
         index_->insert_id(next.id, a.shared_from_this());

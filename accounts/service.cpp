@@ -153,7 +153,7 @@ asio::awaitable<bool> AccountService::commit(Account& account, Action action, Ac
   drop_invalidated_tokens(action, next);
   next.version = account.record().version + 1;
   next.updated_ms = now_ms();
-  Change change{false, next};
+  Change change{.record = next};
   change.ended = end;
   Settle settle = [this, next = std::move(next), also = std::move(also), end = std::move(end)](Account& a,
                                                                                                bool committed) {
