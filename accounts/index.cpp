@@ -1,7 +1,7 @@
 #include "accounts/index.hpp"
 
-#include <cds/container/michael_kvlist_hp.h>
-#include <cds/container/michael_map.h>
+#include <cds/container/michael_list_hp.h>
+#include <cds/container/split_list_map.h>
 #include <cds/gc/hp.h>
 #include <cds/init.h>
 
@@ -12,21 +12,26 @@ namespace {
 
 using AccountPtr = std::shared_ptr<Account>;
 
-template <class Key>
-struct ListTraits : cds::container::michael_list::traits {
-  typedef std::less<Key> less;
-};
+// A split-ordered list (Shalev and Shavit): one lock-free ordered list of every entry, sorted by
+// the bit-reversed hash, with a bucket table of shortcuts into it. The table doubles as entries
+// arrive, one bucket at a time and without moving an entry, so readers never wait for a resize.
+// Its capacity is fixed at construction but costs only a table of segment pointers until used:
+// 2^28 buckets take 128 KB up front, and segments of 16k buckets are allocated as the map grows.
+constexpr size_t kMaxBuckets = size_t{1} << 28;
+constexpr size_t kLoadFactor = 1;  // entries per bucket before the table doubles
 
-template <class Hash>
-struct MapTraits : cds::container::michael_map::traits {
+template <class Key, class Hash>
+struct MapTraits : cds::container::split_list::traits {
+  typedef cds::container::michael_list_tag ordered_list;
   typedef Hash hash;
   typedef cds::atomicity::item_counter item_counter;
+  struct ordered_list_traits : cds::container::michael_list::traits {
+    typedef std::less<Key> less;
+  };
 };
 
 template <class Key, class Hash>
-using Map = cds::container::MichaelHashMap<
-    cds::gc::HP, cds::container::MichaelKVList<cds::gc::HP, Key, AccountPtr, ListTraits<Key>>,
-    MapTraits<Hash>>;
+using Map = cds::container::SplitListMap<cds::gc::HP, Key, AccountPtr, MapTraits<Key, Hash>>;
 
 template <class M, class K>
 AccountPtr lookup(M& map, const K& key) {
@@ -38,13 +43,12 @@ AccountPtr lookup(M& map, const K& key) {
 }  // namespace
 
 struct AccountIndex::Maps {
-  explicit Maps(size_t expected) : ids(expected, 1), emails(expected, 1) {}
+  Maps() : ids(kMaxBuckets * kLoadFactor, kLoadFactor), emails(kMaxBuckets * kLoadFactor, kLoadFactor) {}
   Map<Uuid, UuidHash> ids;
   Map<std::string, std::hash<std::string>> emails;
 };
 
-AccountIndex::AccountIndex(size_t expected_accounts)
-    : maps_(std::make_unique<Maps>(expected_accounts < 1024 ? 1024 : expected_accounts)) {}
+AccountIndex::AccountIndex() : maps_(std::make_unique<Maps>()) {}
 
 AccountIndex::~AccountIndex() = default;
 

@@ -1,8 +1,8 @@
 #pragma once
 // The lock-free index: accounts by id and by normalized email, both unique. Reserving an email is
 // one atomic insert-if-absent, which is what makes two registrations of one address impossible.
-// Backed by libcds MichaelHashMap with hazard pointers (see docs/ARCHITECTURE.md for the choice);
-// libcds stays inside index.cpp.
+// Backed by libcds SplitListMap with hazard pointers: it grows online with the number of accounts
+// and readers never wait (see docs/ARCHITECTURE.md for the choice); libcds stays inside index.cpp.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -15,9 +15,8 @@ class Account;
 
 class AccountIndex {
  public:
-  // The tables never resize: size them for the accounts you expect (load factor 1 at that size;
-  // more accounts than that still work, with longer bucket lists).
-  explicit AccountIndex(size_t expected_accounts);
+  // Starts small and grows as accounts arrive: no size to configure.
+  AccountIndex();
   ~AccountIndex();
   AccountIndex(const AccountIndex&) = delete;
   AccountIndex& operator=(const AccountIndex&) = delete;

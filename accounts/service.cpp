@@ -46,7 +46,7 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
     : settings_(settings),
       executor_(std::move(executor)),
       durability_(durability),
-      index_(std::make_unique<AccountIndex>(settings.expected_accounts)),
+      index_(std::make_unique<AccountIndex>()),
       pool_(settings.hash_workers, settings.hash_max_queue),
       dummy_hash_(hash_password("accountsd: no such account", settings.hash)),
       unknown_(settings.unknown_email_throttles) {}
@@ -174,10 +174,6 @@ void AccountService::stage(AccountRecord&& record) {
 void AccountService::stage(SessionRow&& row) { staged_sessions_.push_back(std::move(row)); }
 
 void AccountService::install() {
-  size_t wanted = staged_.size() + staged_.size() / 4;
-  if (wanted > settings_.expected_accounts) index_ = std::make_unique<AccountIndex>(wanted);
-  spdlog::info("warm-load: index sized for {} accounts ({} loaded)", std::max(wanted, settings_.expected_accounts),
-               staged_.size());
   for (auto& account : staged_) {
     const AccountRecord& r = account->record();
     if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");

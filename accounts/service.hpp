@@ -32,7 +32,6 @@ struct Settings {
   int64_t lockout_window_s = 900;
   uint32_t lockout_hourly_limit = 50;
   size_t unknown_email_throttles = 65536;  // emails of no account whose failed logins are tracked
-  size_t expected_accounts = 1'000'000;
   HashParams hash{2, 65536};
   unsigned hash_workers = 1;
   size_t hash_max_queue = 1024;

@@ -19,6 +19,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -110,6 +111,9 @@ std::string session_token_of(uint64_t g) {
   return text;
 }
 
+// Shared by every connection: the next population member that register_population creates.
+std::atomic<uint64_t> next_member{0};
+
 class Generator {
  public:
   Generator(const Options& o, const std::vector<Operation>& mix, int connection, uint64_t seed)
@@ -133,6 +137,11 @@ class Generator {
     if (*op == "find") return "FIND user" + std::to_string(g) + "@bench.example\n";
     if (*op == "whoami") return "WHOAMI " + session_token_of(g) + "\n";
     if (*op == "login") return "LOGIN user" + std::to_string(g) + "@bench.example bench-password\n";
+    if (*op == "register_population") {  // user1..userN, each once, across all connections
+      uint64_t member = ++next_member;
+      if (member > o_.population) return "PING\n";
+      return "REGISTER user" + std::to_string(member) + "@bench.example bench-password\n";
+    }
     if (*op == "register") return "REGISTER " + unique + "@bench.example bench-password\n";
     if (*op == "change_email") return "CHANGE_EMAIL " + id_of(g) + " " + unique + "@bench.example\n";
     if (*op == "toggle") {
@@ -216,7 +225,7 @@ int main(int argc, char** argv) {
   app.add_option("-P,--pipeline", o.pipeline, "requests in flight per connection")->check(CLI::Range(1, 10000));
   app.add_option("-d,--duration", o.duration, "seconds to run");
   app.add_option("-n,--requests", o.requests, "stop after this many requests instead");
-  app.add_option("--mix", o.mix, "weighted commands: get, find, whoami, login, register, change_email, toggle, ping (e.g. get:1,find:1)");
+  app.add_option("--mix", o.mix, "weighted commands: get, find, whoami, login, register, register_population (user1..userN once each), change_email, toggle, ping (e.g. get:1,find:1)");
   app.add_option("--population", o.population, "accounts preloaded by scripts/bench (user1..userN)");
   app.add_option("--secret", o.secret, "AUTH secret");
   app.add_option("--label", o.label, "name of this run (also makes REGISTER emails unique)");

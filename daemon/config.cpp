@@ -97,8 +97,13 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
       {"accounts.lockout_window_s", integer_into([](Config& c) -> auto& { return c.accounts.lockout_window_s; }, 1, 7 * kDay)},
       {"accounts.lockout_hourly_limit",
        integer_into([](Config& c) -> auto& { return c.accounts.lockout_hourly_limit; }, 1, 1'000'000)},
+      // Obsolete since the index grows by itself: still accepted, so that old files keep working.
       {"accounts.expected_accounts",
-       integer_into([](Config& c) -> auto& { return c.accounts.expected_accounts; }, 1, 1'000'000'000)},
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         l.integer(key, node, 1, 1'000'000'000);
+         l.config.warnings.push_back(key + " (" + where(node.source()) +
+                                     ") is obsolete and ignored: the index grows with the accounts; remove it");
+       }},
       {"sessions.lifetime_s", integer_into([](Config& c) -> auto& { return c.accounts.session_lifetime_s; }, 1, 3650 * kDay)},
       {"sessions.idle_timeout_s", integer_into([](Config& c) -> auto& { return c.accounts.session_idle_s; }, 1, 3650 * kDay)},
       {"sessions.max_per_account",
@@ -175,6 +180,7 @@ Config load_config(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   Config config = parse_config(text.str(), path);
+  for (auto& warning : config.warnings) warning = path + ": " + warning;
   config.source_path = path;
   config.source_text = text.str();
   return config;

@@ -43,6 +43,8 @@ struct Config {
     std::string level = "info";
   } log;
 
+  std::vector<std::string> warnings;  // things in the file that work but should change (logged at start)
+
   std::string source_path;  // the file it came from ("" = built-in defaults)
   std::string source_text;  // its text, to tell on SIGHUP which keys changed
 };

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   }
 
   accountsd::init_logging(config.log.level);
+  for (const auto& warning : config.warnings) spdlog::warn("configuration: {}", warning);
   try {
     return accountsd::run_daemon(config);
   } catch (const std::exception& e) {

@@ -151,7 +151,7 @@ TEST_CASE("the state machine: every action from every state", "[lifecycle]") {
 
 TEST_CASE("index: threads racing insert-if-absent on the same keys get one winner per key", "[index]") {
   IndexRuntime runtime;
-  AccountIndex index(4096);
+  AccountIndex index;
   const int threads = 4, keys = 20000;
   std::vector<std::vector<std::shared_ptr<Account>>> mine(threads);
   std::atomic<int> wins{0};
@@ -193,7 +193,7 @@ TEST_CASE("index: threads racing insert-if-absent on the same keys get one winne
 
 TEST_CASE("index: lookups run concurrently with inserts and erases", "[index]") {
   IndexRuntime runtime;
-  AccountIndex index(1024);
+  AccountIndex index;
   std::atomic<bool> done{false};
   std::atomic<long> found{0};
   std::thread reader([&] {
@@ -212,6 +212,44 @@ TEST_CASE("index: lookups run concurrently with inserts and erases", "[index]") 
   reader.join();
   CHECK(index.email_count() == 0);
   SUCCEED("no crash, no leak reported, readers never blocked writers");
+}
+
+TEST_CASE("index: grows from empty while readers find every key inserted before their lookup", "[index]") {
+  IndexRuntime runtime;
+  AccountIndex index;
+  const int keys = 200000;
+  std::atomic<int> inserted{0};
+  std::atomic<long> misses{0}, lookups{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r)
+    readers.emplace_back([&, r] {
+      IndexThread attached;
+      uint64_t x = 88172645463325252ull + r;
+      while (inserted.load() < keys) {
+        int upto = inserted.load();
+        if (upto == 0) continue;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int k = static_cast<int>(x % static_cast<uint64_t>(upto));
+        Uuid id{};
+        for (int b = 0; b < 4; ++b) id.bytes[15 - b] = static_cast<uint8_t>(k >> (8 * b));
+        if (!index.by_id(id)) misses.fetch_add(1);
+        if (!index.by_email("g" + std::to_string(k) + "@x.io")) misses.fetch_add(1);
+        lookups.fetch_add(1);
+      }
+    });
+  for (int k = 0; k < keys; ++k) {
+    auto account = std::make_shared<Account>(AccountRecord{}, Account::Presence::live);
+    Uuid id{};
+    for (int b = 0; b < 4; ++b) id.bytes[15 - b] = static_cast<uint8_t>(k >> (8 * b));
+    REQUIRE(index.insert_id(id, account));
+    REQUIRE(index.reserve_email("g" + std::to_string(k) + "@x.io", account));
+    inserted.store(k + 1);
+  }
+  for (auto& t : readers) t.join();
+  CHECK(misses.load() == 0);
+  CHECK(lookups.load() > 0);
+  CHECK(index.id_count() == static_cast<size_t>(keys));
+  CHECK(index.email_count() == static_cast<size_t>(keys));
 }
 
 TEST_CASE("pending tokens: what every change ends", "[lifecycle][tokens]") {

@@ -113,7 +113,9 @@ level = "debug"
   CHECK(c.accounts.lockout_threshold == 2);
   CHECK(c.accounts.lockout_window_s == 5);
   CHECK(c.accounts.lockout_hourly_limit == 77);
-  CHECK(c.accounts.expected_accounts == 5000);
+  REQUIRE(c.warnings.size() == 1);  // expected_accounts is obsolete: accepted, ignored, warned about
+  CHECK(c.warnings[0].find("accounts.expected_accounts") != std::string::npos);
+  CHECK(c.warnings[0].find("obsolete") != std::string::npos);
   CHECK(c.accounts.session_lifetime_s == 100);
   CHECK(c.accounts.session_idle_s == 50);
   CHECK(c.accounts.sessions_per_account == 4);
