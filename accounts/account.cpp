@@ -23,6 +23,14 @@ std::optional<AccountRecord> Account::snapshot() const {
   return record_;
 }
 
+bool Account::add_view_to(protocol::Reply& reply, std::string_view only_if_email) const {
+  std::lock_guard guard(lock_);
+  if (presence_ != Presence::live) return false;
+  if (!only_if_email.empty() && record_.email != only_if_email) return false;
+  add_view(reply, record_);
+  return true;
+}
+
 void Account::publish(AccountRecord next, Presence presence) {
   std::lock_guard guard(lock_);
   record_ = std::move(next);

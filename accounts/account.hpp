@@ -43,6 +43,10 @@ class Account : public std::enable_shared_from_this<Account> {
 
   // Any thread: a copy of the committed record, or nullopt unless the account is live.
   std::optional<AccountRecord> snapshot() const;
+  // Any thread: adds the committed record's view (add_view) to `reply` and returns true, unless
+  // the account is not live, or `only_if_email` is given and is not its email. Copies nothing
+  // but the fields shown: this is the read path.
+  bool add_view_to(protocol::Reply& reply, std::string_view only_if_email = {}) const;
 
   // A job runs inside this account's actor, after every job sent before it, one at a time. It may
   // co_await (password pool, durability); ask() resumes the caller with the job's reply.

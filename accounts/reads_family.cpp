@@ -11,22 +11,23 @@ namespace accounts {
 
 using namespace replies;
 
-asio::awaitable<Reply> AccountService::get(std::string id) {
+// `id` and `email` view the request's arguments, which outlive the call (the session awaits it).
+asio::awaitable<Reply> AccountService::get(std::string_view id) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
-  auto record = target.account->snapshot();
-  if (!record) co_return not_found();
-  co_return view_of(*record);
+  auto reply = Reply::ok();
+  if (!target.account->add_view_to(reply)) co_return not_found();
+  co_return reply;
 }
 
-asio::awaitable<Reply> AccountService::find(std::string email) {
+asio::awaitable<Reply> AccountService::find(std::string_view email) {
   auto checked = check_email(email);
   if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
   auto account = index_->by_email(*checked.normalized);
-  auto record = account ? account->snapshot() : std::nullopt;
+  auto reply = Reply::ok();
   // The index may point at an account whose move to this address is not committed yet.
-  if (!record || record->email != *checked.normalized) co_return not_found();
-  co_return view_of(*record);
+  if (!account || !account->add_view_to(reply, *checked.normalized)) co_return not_found();
+  co_return reply;
 }
 
 }  // namespace accounts

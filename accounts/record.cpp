@@ -1,6 +1,7 @@
 #include "accounts/record.hpp"
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 
@@ -28,7 +29,7 @@ int64_t now_ms() {
 
 // Every reply that shows an account formats two or three of these: calendar arithmetic and
 // digits by hand, no gmtime_r and no snprintf (the read path's profile showed both).
-std::string format_time(int64_t unix_ms) {
+TimeText time_text(int64_t unix_ms) {
   using namespace std::chrono;
   auto ms = sys_time<milliseconds>(milliseconds(unix_ms));
   auto day = floor<days>(ms);
@@ -39,7 +40,9 @@ std::string format_time(int64_t unix_ms) {
   auto put = [](char* at, unsigned value, int width) {
     for (int i = width - 1; i >= 0; --i, value /= 10) at[i] = static_cast<char>('0' + value % 10);
   };
-  std::string text = "0000-00-00T00:00:00.000Z";
+  TimeText out;
+  char* text = out.chars;
+  std::memcpy(text, "0000-00-00T00:00:00.000Z", sizeof out.chars);
   put(&text[0], static_cast<unsigned>(y), 4);
   put(&text[5], static_cast<unsigned>(date.month()), 2);
   put(&text[8], static_cast<unsigned>(date.day()), 2);
@@ -47,15 +50,15 @@ std::string format_time(int64_t unix_ms) {
   put(&text[14], static_cast<unsigned>(time.minutes().count()), 2);
   put(&text[17], static_cast<unsigned>(time.seconds().count()), 2);
   put(&text[20], static_cast<unsigned>(time.subseconds().count()), 3);
-  return text;
+  return out;
 }
 
 protocol::Reply& add_view(protocol::Reply& reply, const AccountRecord& record) {
-  return reply.field("id", record.id.to_string())
+  return reply.field("id", record.id.text().view())
       .field("email", record.email)
       .field("state", state_name(record.state))
-      .field("created", format_time(record.created_ms))
-      .field("updated", format_time(record.updated_ms))
+      .field("created", time_text(record.created_ms).view())
+      .field("updated", time_text(record.updated_ms).view())
       .field("version", record.version);
 }
 

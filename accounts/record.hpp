@@ -54,7 +54,13 @@ struct AccountRecord {
 };
 
 int64_t now_ms();
-std::string format_time(int64_t unix_ms);  // RFC 3339 UTC with milliseconds
+// RFC 3339 UTC with milliseconds, in a fixed buffer (replies use it without allocating).
+struct TimeText {
+  char chars[24];
+  std::string_view view() const { return {chars, sizeof chars}; }
+};
+TimeText time_text(int64_t unix_ms);
+inline std::string format_time(int64_t unix_ms) { return std::string(time_text(unix_ms).view()); }
 
 // Adds the fields every account reply shows: id email state created updated version.
 protocol::Reply& add_view(protocol::Reply& reply, const AccountRecord& record);

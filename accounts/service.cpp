@@ -51,7 +51,7 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
       dummy_hash_(hash_password("accountsd: no such account", settings.hash)),
       unknown_(settings.unknown_email_throttles) {}
 
-AccountService::Target AccountService::find_by_id(const std::string& id_text) const {
+AccountService::Target AccountService::find_by_id(std::string_view id_text) const {
   auto id = Uuid::parse(id_text);
   if (!id) return {nullptr, Reply::error(Error::bad_request, "malformed account id")};
   auto account = index_->by_id(*id);

@@ -58,8 +58,8 @@ class AccountService {
   asio::awaitable<Reply> resend(std::string id);
   // `source` is the end user's address as the backend saw it ("" when not given).
   asio::awaitable<Reply> login(std::string email, std::string password, std::string source);
-  asio::awaitable<Reply> get(std::string id);
-  asio::awaitable<Reply> find(std::string email);
+  asio::awaitable<Reply> get(std::string_view id);
+  asio::awaitable<Reply> find(std::string_view email);
   asio::awaitable<Reply> change_email(std::string id, std::string new_email);
   // `keep_session`: the session (id) that made the change survives it; "" = none does.
   asio::awaitable<Reply> change_password(std::string id, std::string old_password, std::string new_password,
@@ -72,7 +72,7 @@ class AccountService {
 
   // Sessions (sessions_family.cpp).
   asio::awaitable<Reply> login_session(std::string email, std::string password, std::string source, std::string label);
-  asio::awaitable<Reply> whoami(std::string token);
+  asio::awaitable<Reply> whoami(std::string_view token);
   asio::awaitable<Reply> logout(std::string token);
   asio::awaitable<Reply> logout_all(std::string id, std::string keep);
   asio::awaitable<Reply> list_sessions(std::string id);
@@ -99,7 +99,7 @@ class AccountService {
     std::shared_ptr<Account> account;
     std::optional<Reply> error;
   };
-  Target find_by_id(const std::string& id_text) const;
+  Target find_by_id(std::string_view id_text) const;
   asio::awaitable<Reply> move_state(std::string id, Action action);
 
   asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);

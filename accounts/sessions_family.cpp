@@ -88,17 +88,16 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
   co_return reply;
 }
 
-asio::awaitable<Reply> AccountService::whoami(std::string token) {
+asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
   if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
   auto session = sessions_.find(digest_token(token));
   int64_t now = now_ms();
   int64_t idle = settings_.session_idle_s * 1000;
   if (!session || !session->valid(now, idle)) co_return invalid_session();
-  auto record = session->account->snapshot();
-  if (!record) co_return invalid_session();
+  auto reply = Reply::ok();
+  if (!session->account->add_view_to(reply)) co_return invalid_session();
   session->used(now);  // the sweep writes it, lazily
-  auto reply = view_of(*record);
-  reply.field("session", session->id.to_string()).field("expires", format_time(session->expiry(idle)));
+  reply.field("session", session->id.text().view()).field("expires", time_text(session->expiry(idle)).view());
   co_return reply;
 }
 

@@ -38,16 +38,16 @@ std::optional<Uuid> Uuid::parse(std::string_view text) {
   return id;
 }
 
-std::string Uuid::to_string() const {
+Uuid::Text Uuid::text() const {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(36);
+  Text t;
+  char* out = t.chars;
   for (size_t i = 0; i < bytes.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-    s += kHex[bytes[i] >> 4];
-    s += kHex[bytes[i] & 0x0f];
+    if (i == 4 || i == 6 || i == 8 || i == 10) *out++ = '-';
+    *out++ = kHex[bytes[i] >> 4];
+    *out++ = kHex[bytes[i] & 0x0f];
   }
-  return s;
+  return t;
 }
 
 }  // namespace accounts

@@ -15,7 +15,13 @@ struct Uuid {
 
   static Uuid v7(int64_t unix_ms);
   static std::optional<Uuid> parse(std::string_view text);  // canonical 8-4-4-4-12 hex, any case
-  std::string to_string() const;
+  // The canonical text in a fixed buffer: replies use it without allocating.
+  struct Text {
+    char chars[36];
+    std::string_view view() const { return {chars, sizeof chars}; }
+  };
+  Text text() const;
+  std::string to_string() const { return std::string(text().view()); }
   auto operator<=>(const Uuid&) const = default;
 };
 

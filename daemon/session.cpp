@@ -47,9 +47,11 @@ asio::awaitable<void> Session::run() {
       framed = true;
       if (frame->kind == protocol::LineFramer::Kind::too_long) {
         auto limit = std::to_string(server_.config().server.max_line_bytes);
-        out_ += protocol::Reply::error(protocol::Error::line_too_long, "line exceeds " + limit + " bytes").line() + '\n';
+        out_ += protocol::Reply::error(protocol::Error::line_too_long, "line exceeds " + limit + " bytes").line();
+        out_ += '\n';
       } else if (auto reply = co_await execute(frame->line)) {
-        out_ += reply->line() + '\n';
+        out_ += reply->line();
+        out_ += '\n';
       }
       if (out_.size() >= kFlushBytes) connected = co_await flush();
     }

@@ -67,10 +67,15 @@ class CommandTable {
       throw std::logic_error("command registered twice: " + key);
   }
 
-  // Command names are case-insensitive.
+  // Command names are case-insensitive. Upper-cases into a buffer on the stack: no allocation.
   const Entry* find(std::string_view name) const {
-    if (name.size() > 32) return nullptr;
-    auto it = entries_.find(upper_ascii(name));
+    char upper[32];
+    if (name.size() > sizeof upper) return nullptr;
+    for (size_t i = 0; i < name.size(); ++i) {
+      char c = name[i];
+      upper[i] = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    }
+    auto it = entries_.find(std::string_view(upper, name.size()));
     return it == entries_.end() ? nullptr : &it->second;
   }
 

@@ -6,18 +6,16 @@ namespace protocol {
 
 std::span<char> LineFramer::prepare(size_t bytes) {
   if (start_ > 0) {  // drop framed bytes so the buffer never grows past one line plus one read
-    buffer_.erase(0, start_);
+    std::memmove(buffer_.data(), buffer_.data() + start_, filled_ - start_);
     filled_ -= start_;
     start_ = 0;
   }
-  buffer_.resize(filled_ + bytes);
+  // Grows only: resizing on every read would zero the whole region each time.
+  if (buffer_.size() < filled_ + bytes) buffer_.resize(filled_ + bytes);
   return {buffer_.data() + filled_, bytes};
 }
 
-void LineFramer::commit(size_t bytes) {
-  filled_ += bytes;
-  buffer_.resize(filled_);
-}
+void LineFramer::commit(size_t bytes) { filled_ += bytes; }
 
 std::optional<LineFramer::Frame> LineFramer::next() {
   while (true) {

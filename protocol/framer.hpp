@@ -28,7 +28,7 @@ class LineFramer {
   std::optional<Frame> next();
 
   // Bytes held that do not yet form a complete line.
-  size_t pending() const { return buffer_.size() - start_; }
+  size_t pending() const { return filled_ - start_; }
   // True while part of a line has arrived and its LF has not (including an over-long line whose
   // rest is being discarded).
   bool in_line() const { return discarding_ || filled_ > start_; }

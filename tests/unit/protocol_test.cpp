@@ -51,6 +51,22 @@ TEST_CASE("tokenizer rejects what the protocol calls malformed", "[tokenizer]") 
   CHECK(malformed("X \xff") == "request is not valid UTF-8");
 }
 
+TEST_CASE("tokenizer: one vector reused across requests holds exactly the last request's arguments", "[tokenizer]") {
+  Words args;
+  REQUIRE_FALSE(tokenize("REGISTER a-rather-long-address@example.com \"pass word\" extra", args));
+  CHECK(args == Words{"REGISTER", "a-rather-long-address@example.com", "pass word", "extra"});
+  REQUIRE_FALSE(tokenize("GET x", args));
+  CHECK(args == Words{"GET", "x"});
+  REQUIRE_FALSE(tokenize("\"\" b\\c", args));
+  CHECK(args == Words{"", "b\\c"});
+  CHECK(tokenize("A B \"unterminated", args) == std::optional<std::string>("unterminated quote"));
+  CHECK(args.empty());
+  REQUIRE_FALSE(tokenize("   ", args));
+  CHECK(args.empty());
+  REQUIRE_FALSE(tokenize("PING", args));
+  CHECK(args == Words{"PING"});
+}
+
 TEST_CASE("UTF-8 validation", "[tokenizer]") {
   CHECK(is_valid_utf8("plain"));
   CHECK(is_valid_utf8("\xe2\x82\xac \xf0\x9f\x98\x80"));  // euro sign, emoji
@@ -116,6 +132,27 @@ TEST_CASE("framer: lines, CRLF, lines split across reads", "[framer]") {
   CHECK(frames(f, "IAL\n") == std::vector<std::string>{"PARTIAL"});
   CHECK(frames(f, "\n") == std::vector<std::string>{""});
   CHECK(frames(f, "only\rCR inside\n") == std::vector<std::string>{"only\rCR inside"});
+}
+
+TEST_CASE("framer: a read shorter than the region prepared for it frames only what arrived", "[framer]") {
+  LineFramer f(64);
+  auto put = [&f](std::string_view bytes) {
+    auto space = f.prepare(1024);  // as the session does: a large region, a short read
+    std::fill(space.begin(), space.end(), '\n');  // stale bytes that must never be framed
+    std::copy(bytes.begin(), bytes.end(), space.begin());
+    f.commit(bytes.size());
+    std::vector<std::string> out;
+    while (auto frame = f.next()) out.push_back(std::string(frame->line));
+    return out;
+  };
+  CHECK(put("PI") == std::vector<std::string>{});
+  CHECK(f.pending() == 2);
+  CHECK(f.in_line());
+  CHECK(put("NG\nGET x\nFI") == std::vector<std::string>{"PING", "GET x"});
+  CHECK(f.pending() == 2);
+  CHECK(put("ND y\n") == std::vector<std::string>{"FIND y"});
+  CHECK(f.pending() == 0);
+  CHECK_FALSE(f.in_line());
 }
 
 TEST_CASE("framer: an over-long line is reported once and discarded as it arrives", "[framer]") {
