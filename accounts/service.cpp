@@ -167,23 +167,18 @@ asio::awaitable<bool> AccountService::commit(Account& account, Action action, Ac
   co_return co_await persist(account, std::move(change), std::move(settle));
 }
 
-void AccountService::stage(AccountRecord&& record) {
-  staged_.push_back(std::make_shared<Account>(std::move(record), Account::Presence::live));
+void AccountService::adopt(AccountRecord&& record) {
+  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
+  const AccountRecord& r = account->record();
+  if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
+  if (!index_->reserve_email(r.email, account))
+    throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
+  count(std::nullopt, r.state);
 }
 
 void AccountService::stage(SessionRow&& row) { staged_sessions_.push_back(std::move(row)); }
 
-void AccountService::install() {
-  for (auto& account : staged_) {
-    const AccountRecord& r = account->record();
-    if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
-    if (!index_->reserve_email(r.email, account))
-      throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
-    count(std::nullopt, r.state);
-  }
-  staged_.clear();
-  staged_.shrink_to_fit();
-
+void AccountService::install_sessions() {
   // Sessions come after their accounts, oldest first, so that each account's list is in order.
   std::sort(staged_sessions_.begin(), staged_sessions_.end(),
             [](const SessionRow& a, const SessionRow& b) { return a.created_ms < b.created_ms; });

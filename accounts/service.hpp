@@ -86,13 +86,13 @@ class AccountService {
   Counts counts() const;
   const PasswordPool& password_pool() const { return pool_; }
 
-  // Warm-load, before any account command is served: stage() takes committed records one by one,
-  // then install() sizes the index for exactly the accounts staged (never for an estimate, which
-  // may be stale) and fills it. install() throws, naming the account, on a duplicate id or email.
-  // The calling thread must hold an IndexThread.
-  void stage(AccountRecord&& record);
+  // Warm-load, before any account command is served. adopt() puts a committed record in the index;
+  // several threads may call it at once, each holding an IndexThread. It throws, naming the
+  // account, on a duplicate id or email. Then stage() takes the sessions one by one, and
+  // install_sessions() attaches them to their accounts, oldest first (one thread).
+  void adopt(AccountRecord&& record);
   void stage(SessionRow&& row);
-  void install();
+  void install_sessions();
 
  private:
   struct Target {  // an account found by id, or the reply that says why not
@@ -152,7 +152,6 @@ class AccountService {
   std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
   UnknownEmailThrottles unknown_;
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
-  std::vector<std::shared_ptr<Account>> staged_;  // the warm-load's accounts until install()
   std::vector<SessionRow> staged_sessions_;
   SessionIndex sessions_;
 };

@@ -185,10 +185,14 @@ void start_database(db::Lease& lease, const db::Lease::Events& events, accounts:
   }
   // The heartbeat runs from here on: a lease lost during the warm-load is noticed too.
   lease.start(events);
-  db::warm_load(
-      url, progress, [&service](accounts::AccountRecord&& record) { service.stage(std::move(record)); },
-      [&service](accounts::SessionRow&& row) { service.stage(std::move(row)); });
-  service.install();
+  db::LoadSinks sinks;
+  sinks.adopt = [&service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); };
+  sinks.adopt_session = [&service](accounts::SessionRow&& row) { service.stage(std::move(row)); };
+  sinks.parser_scope = [] { return std::make_shared<accounts::IndexThread>(); };
+  // The reader mostly waits for PostgreSQL; the parsers fill the index (lock-free, so they scale).
+  sinks.parsers = std::max(1u, std::thread::hardware_concurrency());
+  db::warm_load(url, progress, sinks);
+  service.install_sessions();
 }
 
 // Every connection is a file descriptor, and so is every database connection, the listener and a

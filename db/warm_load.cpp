@@ -4,8 +4,14 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "db/rows.hpp"
 
@@ -21,6 +27,61 @@ Result exec(PGconn* c, const char* sql, ExecStatusType expected) {
     throw std::runtime_error(std::string("warm-load query failed: ") + PQerrorMessage(c));
   return r;
 }
+
+// Rows travel from the reader to the parsers in chunks: one allocation and one hand-over per
+// kChunkRows rows instead of per row. At most kMaxChunks wait, which bounds the memory in flight.
+constexpr size_t kChunkRows = 4096;
+constexpr size_t kMaxChunks = 16;
+
+struct Chunk {
+  std::string bytes;           // the rows back to back
+  std::vector<uint32_t> ends;  // where each row ends in `bytes`
+};
+
+class ChunkQueue {
+ public:
+  // False when the load failed and the reader should stop.
+  bool push(Chunk chunk) {
+    std::unique_lock lock(mutex_);
+    space_.wait(lock, [this] { return queue_.size() < kMaxChunks || failure_; });
+    if (failure_) return false;
+    queue_.push_back(std::move(chunk));
+    ready_.notify_one();
+    return true;
+  }
+  // False when there is no more work: the reader finished and the queue is empty, or a failure.
+  bool pop(Chunk& chunk) {
+    std::unique_lock lock(mutex_);
+    ready_.wait(lock, [this] { return !queue_.empty() || finished_ || failure_; });
+    if (failure_ || queue_.empty()) return false;
+    chunk = std::move(queue_.front());
+    queue_.pop_front();
+    space_.notify_one();
+    return true;
+  }
+  void finish() {
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    ready_.notify_all();
+  }
+  void fail(std::exception_ptr e) {
+    std::lock_guard lock(mutex_);
+    if (!failure_) failure_ = e;
+    ready_.notify_all();
+    space_.notify_all();
+  }
+  std::exception_ptr failure() {
+    std::lock_guard lock(mutex_);
+    return failure_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_, space_;
+  std::deque<Chunk> queue_;
+  bool finished_ = false;
+  std::exception_ptr failure_;
+};
 
 }  // namespace
 
@@ -42,9 +103,7 @@ void copy_out(PGconn* c, const std::string& sql, const std::function<void(std::s
     throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c));
 }
 
-uint64_t warm_load(const std::string& url, LoadProgress& progress,
-                   const std::function<void(accounts::AccountRecord&&)>& adopt,
-                   const std::function<void(accounts::SessionRow&&)>& adopt_session) {
+uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks) {
   Connection c(PQconnectdb(url.c_str()), &PQfinish);
   if (PQstatus(c.get()) != CONNECTION_OK)
     throw std::runtime_error(std::string("warm-load cannot connect: ") + PQerrorMessage(c.get()));
@@ -60,8 +119,45 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress,
   auto last_report = started;
   uint64_t last_rows = 0;
   exec(c.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
+
+  ChunkQueue queue;
+  std::vector<std::thread> parsers;
+  for (unsigned i = 0; i < std::max(1u, sinks.parsers); ++i)
+    parsers.emplace_back([&queue, &sinks] {
+      try {
+        auto scope = sinks.parser_scope();
+        Chunk chunk;
+        while (queue.pop(chunk)) {
+          uint32_t begin = 0;
+          for (uint32_t end : chunk.ends) {
+            sinks.adopt(parse_copy_line(std::string_view(chunk.bytes).substr(begin, end - begin)));
+            begin = end;
+          }
+        }
+      } catch (...) {
+        queue.fail(std::current_exception());
+      }
+    });
+  // However the reading ends, the parsers are told and joined before this function returns.
+  struct Join {
+    ChunkQueue& queue;
+    std::vector<std::thread>& threads;
+    ~Join() {
+      queue.finish();
+      for (auto& t : threads) t.join();
+    }
+  } join{queue, parsers};
+
+  Chunk chunk;
+  auto hand_over = [&] {
+    if (chunk.ends.empty()) return;
+    if (!queue.push(std::move(chunk))) std::rethrow_exception(queue.failure());
+    chunk = Chunk{};
+  };
   copy_out(c.get(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", [&](std::string_view line) {
-    adopt(parse_copy_line(line));
+    chunk.bytes.append(line);
+    chunk.ends.push_back(static_cast<uint32_t>(chunk.bytes.size()));
+    if (chunk.ends.size() == kChunkRows) hand_over();
     uint64_t rows = progress.rows.fetch_add(1, std::memory_order_relaxed) + 1;
     if ((rows & 1023) == 0) {
       auto now = std::chrono::steady_clock::now();
@@ -74,8 +170,14 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress,
       }
     }
   });
+  hand_over();
+  queue.finish();
+  for (auto& t : parsers) t.join();
+  parsers.clear();
+  if (auto failure = queue.failure()) std::rethrow_exception(failure);
+
   copy_out(c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", [&](std::string_view line) {
-    adopt_session(parse_session_line(line));
+    sinks.adopt_session(parse_session_line(line));
     progress.sessions.fetch_add(1, std::memory_order_relaxed);
   });
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);

@@ -17,11 +17,23 @@ struct LoadProgress {
   std::atomic<uint64_t> expected{0};  // the planner's estimate of the table's rows (0 = unknown)
 };
 
+// Where the rows go.
+struct LoadSinks {
+  // Called from `parsers` threads at once, in no particular order: must be thread-safe.
+  std::function<void(accounts::AccountRecord&&)> adopt;
+  // Called from the calling thread, after every account was adopted.
+  std::function<void(accounts::SessionRow&&)> adopt_session;
+  // Runs at the start of each parser thread and holds what the thread needs (e.g. its attachment
+  // to the index) until the thread ends.
+  std::function<std::shared_ptr<void>()> parser_scope = [] { return std::shared_ptr<void>(); };
+  unsigned parsers = 2;  // threads parsing account rows while the calling thread reads the stream
+};
+
 // Returns the number of accounts loaded. progress.expected is the planner's estimate, for showing
 // progress only: it may be stale.
-// Accounts first, then sessions, both from one REPEATABLE READ snapshot.
-uint64_t warm_load(const std::string& url, LoadProgress& progress,
-                   const std::function<void(accounts::AccountRecord&&)>& adopt,
-                   const std::function<void(accounts::SessionRow&&)>& adopt_session);
+// Accounts first, then sessions, both from one REPEATABLE READ snapshot. The calling thread reads
+// the COPY stream into chunks of rows; the parsers turn them into records and adopt them. The first
+// row that breaks an invariant, in any thread, stops the load with its exception.
+uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks);
 
 }  // namespace db

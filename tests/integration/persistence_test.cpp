@@ -287,6 +287,27 @@ TEST_CASE("a row that breaks an invariant stops the start and names the row", "[
   CHECK(field(c.call("GET " + id), "email") == "fixed@example.com");
 }
 
+TEST_CASE("a bad row deep in a large table stops the parallel warm-load cleanly and names the row", "[persistence]") {
+  PgServer pg;
+  Settings settings{{"database.url", pg.url_setting()}};
+  seed(pg, "first@example.com");
+  // Many chunks of rows, parsed on several threads; the bad one is in the middle of them.
+  pg.sql("INSERT INTO accounts SELECT lpad(to_hex(g), 32, '0')::uuid, 'bulk' || g || '@example.com',"
+         " CASE WHEN g = 30000 THEN 'bogus' ELSE 'active' END,"
+         " (SELECT password_hash FROM accounts LIMIT 1), 0, 0, 1, 1, '', 0, '', 0 FROM generate_series(1, 60000) g");
+  auto [status, log] = run_to_exit(settings);
+  CHECK(status == 1);
+  CHECK(log.find("account 00000000-0000-0000-0000-000000007530: unknown state 'bogus'") != std::string::npos);
+
+  pg.sql("UPDATE accounts SET state = 'active' WHERE state = 'bogus'");
+  Daemon fixed(settings);
+  fixed.wait_ready();
+  Client c(fixed.port());
+  CHECK(field(c.call("STATS"), "accounts") == "60001");
+  CHECK(field(c.call("FIND bulk30000@example.com"), "id") == "00000000-0000-0000-0000-000000007530");
+  CHECK(field(c.call("GET 00000000-0000-0000-0000-00000000ea60"), "email") == "bulk60000@example.com");
+}
+
 TEST_CASE("a LOGIN after the hash settings changed re-hashes the password, durably", "[persistence]") {
   PgServer pg;
   std::string id;
