@@ -1,6 +1,6 @@
 #include "accounts/session.hpp"
 
-#include <cds/container/feldman_hashset_hp.h>
+#include <cds/intrusive/feldman_hashset_hp.h>
 #include <cds/gc/hp.h>
 
 #include <algorithm>
@@ -45,10 +45,8 @@ SessionRow row_of(const Session& s) {
 
 namespace {
 
-using SessionPtr = SessionRef;
-
 struct DigestOf {
-  const TokenDigest& operator()(const SessionPtr& s) const { return s->digest; }
+  const TokenDigest& operator()(const Session& s) const { return s.digest; }
 };
 
 // libcds 2.3.3 allocates each FeldmanHashSet array node together with its slots, but frees it as
@@ -69,11 +67,6 @@ struct UnsizedAllocator {
   bool operator==(const UnsizedAllocator&) const { return true; }
 };
 
-struct SetTraits : cds::container::feldman_hashset::traits {
-  typedef DigestOf hash_accessor;
-  typedef cds::atomicity::item_counter item_counter;
-  typedef UnsizedAllocator<int> node_allocator;
-};
 
 // A 2^16-slot head array keeps the trie shallow at millions of sessions (512 KiB, once).
 constexpr size_t kHeadBits = 16;
@@ -81,21 +74,46 @@ constexpr size_t kArrayBits = 4;
 
 }  // namespace
 
+// Intrusive: the trie's slots point at the sessions themselves, with no node in between (one
+// cache miss less per WHOAMI, and 32 bytes less per session). The set holds one reference to each
+// session it contains; the disposer drops it once no hazard pointer protects the session any more.
 struct SessionIndex::Set {
+  struct Disposer {
+    void operator()(Session* s) const { SessionIndex::release(s); }
+  };
+  struct Traits : cds::intrusive::feldman_hashset::traits {
+    typedef DigestOf hash_accessor;
+    typedef cds::atomicity::item_counter item_counter;
+    typedef UnsizedAllocator<int> node_allocator;
+    typedef Disposer disposer;
+  };
   Set() : set(kHeadBits, kArrayBits) {}
-  cds::container::FeldmanHashSet<cds::gc::HP, SessionPtr, SetTraits> set;
+  cds::intrusive::FeldmanHashSet<cds::gc::HP, Session, Traits> set;
 };
+
+void SessionIndex::retain(Session* s) { s->retain(); }
+void SessionIndex::release(Session* s) { s->release(); }
 
 SessionIndex::SessionIndex() : set_(std::make_unique<Set>()) {}
 SessionIndex::~SessionIndex() = default;
 
 SessionRef SessionIndex::find(const TokenDigest& digest) const {
-  SessionPtr found;
-  set_->set.find(digest, [&found](const SessionPtr& s) { found = s; });
+  SessionRef found;
+  set_->set.find(digest, [&found](Session& s) { found = SessionRef(&s); });  // s is guarded meanwhile
   return found;
 }
 
-bool SessionIndex::insert(SessionRef session) { return set_->set.insert(session); }
+bool SessionIndex::visit_impl(const TokenDigest& digest, FunctionRef use) const {
+  return set_->set.find(digest, [&use](Session& s) { use.call(use.object, s); });
+}
+
+bool SessionIndex::insert(SessionRef session) {
+  Session* s = session.get();
+  retain(s);  // the set's reference
+  if (set_->set.insert(*s)) return true;
+  release(s);
+  return false;
+}
 
 void SessionIndex::erase(const TokenDigest& digest) { set_->set.erase(digest); }
 
@@ -117,7 +135,7 @@ void SessionIndex::Cursor::visit(size_t max, const std::function<void(const Sess
     state_->at = set.begin();
     state_->started = true;
   }
-  for (size_t n = 0; n < max && state_->at != set.end(); ++n, ++state_->at) each(*state_->at);
+  for (size_t n = 0; n < max && state_->at != set.end(); ++n, ++state_->at) each(SessionRef(&*state_->at));
 }
 
 }  // namespace accounts

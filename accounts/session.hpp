@@ -55,6 +55,7 @@ class Session {
 
  private:
   friend class SessionRef;
+  friend class SessionIndex;
   Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
           int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source);
   void retain() { refs_.fetch_add(1, std::memory_order_relaxed); }
@@ -117,8 +118,8 @@ struct SessionRow {
 };
 SessionRow row_of(const Session& session);
 
-// The lock-free index of live sessions by token digest (libcds FeldmanHashSet: the digest is its
-// own hash, and the set grows without a pause). Reads never lock; the account's actor inserts and
+// The lock-free index of live sessions by token digest (libcds' intrusive FeldmanHashSet: the
+// digest is its own hash, and the set grows without a pause). Reads never lock; the account's actor inserts and
 // erases. The calling thread must hold an IndexThread.
 class SessionIndex {
  public:
@@ -128,6 +129,12 @@ class SessionIndex {
   SessionIndex& operator=(const SessionIndex&) = delete;
 
   SessionRef find(const TokenDigest& digest) const;
+  // Calls `use` with the session while a hazard pointer keeps it alive, without counting a
+  // reference (the check's hot path: no shared write to the session). False when not found.
+  template <class Use>
+  bool visit(const TokenDigest& digest, Use&& use) const {
+    return visit_impl(digest, FunctionRef(use));
+  }
   bool insert(SessionRef session);
   void erase(const TokenDigest& digest);
   size_t size() const;
@@ -148,7 +155,17 @@ class SessionIndex {
   };
 
  private:
+  // A non-owning callable reference: enough for a call that completes before visit() returns.
+  struct FunctionRef {
+    template <class F>
+    explicit FunctionRef(F& f) : object(&f), call([](void* o, Session& s) { (*static_cast<F*>(o))(s); }) {}
+    void* object;
+    void (*call)(void*, Session&);
+  };
+  bool visit_impl(const TokenDigest& digest, FunctionRef use) const;
   struct Set;
+  static void retain(Session* s);
+  static void release(Session* s);
   std::unique_ptr<Set> set_;
 };
 
