@@ -58,6 +58,14 @@ std::shared_ptr<Account> AccountIndex::by_email(const std::string& email) const 
   return lookup(maps_->emails, email);
 }
 
+bool AccountIndex::visit_id_impl(const Uuid& id, AccountRef use) const {
+  return maps_->ids.find(id, [&use](auto& item) { use.call(use.object, *item.second); });
+}
+
+bool AccountIndex::visit_email_impl(const std::string& email, AccountRef use) const {
+  return maps_->emails.find(email, [&use](auto& item) { use.call(use.object, *item.second); });
+}
+
 bool AccountIndex::insert_id(const Uuid& id, std::shared_ptr<Account> account) {
   return maps_->ids.insert(id, std::move(account));
 }

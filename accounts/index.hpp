@@ -23,6 +23,16 @@ class AccountIndex {
 
   std::shared_ptr<Account> by_id(const Uuid& id) const;
   std::shared_ptr<Account> by_email(const std::string& email) const;
+  // Call `use` with the account while a hazard pointer keeps its entry alive, without taking a
+  // reference (the read path: no shared write to the account per lookup). False when not found.
+  template <class Use>
+  bool visit_id(const Uuid& id, Use&& use) const {
+    return visit_id_impl(id, AccountRef(use));
+  }
+  template <class Use>
+  bool visit_email(const std::string& email, Use&& use) const {
+    return visit_email_impl(email, AccountRef(use));
+  }
 
   bool insert_id(const Uuid& id, std::shared_ptr<Account> account);
   // Insert-if-absent: true when `email` now belongs to `account`, false when anyone held it.
@@ -35,6 +45,14 @@ class AccountIndex {
   size_t email_count() const;
 
  private:
+  struct AccountRef {  // a non-owning callable reference, for a call that completes in visit_*()
+    template <class F>
+    explicit AccountRef(F& f) : object(&f), call([](void* o, const Account& a) { (*static_cast<F*>(o))(a); }) {}
+    void* object;
+    void (*call)(void*, const Account&);
+  };
+  bool visit_id_impl(const Uuid& id, AccountRef use) const;
+  bool visit_email_impl(const std::string& email, AccountRef use) const;
   struct Maps;
   std::unique_ptr<Maps> maps_;
 };

@@ -19,6 +19,7 @@ inline Reply view_of(const AccountRecord& record) {
   return reply;
 }
 
+inline Reply malformed_id() { return Reply::error(Error::bad_request, "malformed account id"); }
 inline Reply not_found() { return Reply::error(Error::not_found, "no such account"); }
 inline Reply busy() { return Reply::error(Error::busy, "password workers are saturated; retry later"); }
 inline Reply invalid_credentials() { return Reply::error(Error::invalid_credentials, "wrong email or password"); }

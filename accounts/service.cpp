@@ -53,7 +53,7 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
 
 AccountService::Target AccountService::find_by_id(std::string_view id_text) const {
   auto id = Uuid::parse(id_text);
-  if (!id) return {nullptr, Reply::error(Error::bad_request, "malformed account id")};
+  if (!id) return {nullptr, malformed_id()};
   auto account = index_->by_id(*id);
   if (!account) return {nullptr, not_found()};
   return {std::move(account), std::nullopt};
