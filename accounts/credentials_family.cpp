@@ -79,7 +79,8 @@ asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a
   auto policy = throttle_policy();
   if (const auto* throttle = a.existing_throttle())
     if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
-  auto verified = co_await verify_presented(a.record().password_hash, password);
+  const std::string stored = a.record().password_hash.text();  // a named local: see completion.hpp on g++ 12
+  auto verified = co_await verify_presented(stored, password);
   if (!verified) co_return busy();
   if (!*verified) {
     a.throttle().failed(policy, from, now_ms());
@@ -96,12 +97,12 @@ asio::awaitable<std::optional<Reply>> AccountService::check_login(Account& a, co
   // The hash settings changed since this password was stored: upgrade it now that we know it,
   // whatever the account's state (so no account keeps an old cost for good). The new hash costs
   // what the dummy verification of a failed attempt costs.
-  if (needs_rehash(a.record().password_hash, settings_.hash)) {
+  if (needs_rehash(a.record().password_hash.text(), settings_.hash)) {
     if (a.in_doubt()) {
       if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
     } else if (auto fresh = co_await hash_on_pool(password)) {
       AccountRecord next = a.record();
-      next.password_hash = std::move(*fresh);
+      next.password_hash = PasswordHash(*fresh);
       if (!co_await commit(a, Action::login, std::move(next))) co_return unavailable();
     }
   }
@@ -130,7 +131,7 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
     auto hash = co_await hash_on_pool(new_password);
     if (!hash) co_return busy();
     AccountRecord next = a.record();
-    next.password_hash = std::move(*hash);
+    next.password_hash = PasswordHash(*hash);
     // Every session ends but the one that made the change, when the request names it.
     if (!co_await commit(a, Action::change_password, std::move(next), {}, session_ids(a, keep)))
       co_return unavailable();
@@ -175,7 +176,7 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
     auto hash = co_await hash_on_pool(new_password);
     if (!hash) co_return busy();
     AccountRecord next = a.record();
-    next.password_hash = std::move(*hash);
+    next.password_hash = PasswordHash(*hash);
     if (!co_await commit(a, Action::reset_password, std::move(next), {}, session_ids(a))) co_return unavailable();
     // The failures counted so far were guesses at the old password: they say nothing about this one.
     if (auto* throttle = a.existing_throttle()) throttle->password_changed();

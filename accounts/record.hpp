@@ -44,7 +44,7 @@ struct AccountRecord {
   Uuid id;
   std::string email;  // normalized
   State state = State::unconfirmed;
-  std::string password_hash;  // Argon2id string
+  PasswordHash password_hash;  // Argon2id, packed
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
   int64_t confirmed_ms = 0;  // 0 until the first CONFIRM; REACTIVATE needs to know

@@ -34,7 +34,7 @@ asio::awaitable<Reply> AccountService::register_account(std::string email, std::
     AccountRecord next = a.record();
     int64_t now = now_ms();
     std::string token = new_token();
-    next.password_hash = std::move(*hash);
+    next.password_hash = PasswordHash(*hash);
     next.created_ms = next.updated_ms = now;
     next.version = 1;
     next.confirm = pending_token(token, now, settings_.confirm_token_ttl_s);

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <cstring>
+#include <optional>
 #include <stdexcept>
 
 namespace accounts {
@@ -45,6 +47,106 @@ bool verify_password(const std::string& hash, std::string_view password) {
 bool needs_rehash(const std::string& hash, const HashParams& params) {
   return crypto_pwhash_str_needs_rehash(hash.c_str(), params.opslimit,
                                         static_cast<size_t>(params.memlimit_kib) * 1024) != 0;
+}
+
+namespace {
+
+constexpr uint8_t kPacked = 1, kText = 2;
+constexpr size_t kSaltBytes = 16, kHashBytes = 32;
+constexpr int kBase64 = sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+
+struct Packed {
+  uint32_t memory_kib, passes, lanes;
+  uint8_t salt[kSaltBytes];
+  uint8_t hash[kHashBytes];
+};
+
+std::string encode(const Packed& p) {
+  char salt[sodium_base64_ENCODED_LEN(kSaltBytes, kBase64)];
+  char hash[sodium_base64_ENCODED_LEN(kHashBytes, kBase64)];
+  sodium_bin2base64(salt, sizeof salt, p.salt, kSaltBytes, kBase64);
+  sodium_bin2base64(hash, sizeof hash, p.hash, kHashBytes, kBase64);
+  return "$argon2id$v=19$m=" + std::to_string(p.memory_kib) + ",t=" + std::to_string(p.passes) +
+         ",p=" + std::to_string(p.lanes) + "$" + salt + "$" + hash;
+}
+
+bool decode_base64(std::string_view text, uint8_t* out, size_t bytes) {
+  size_t written = 0;
+  return sodium_base642bin(out, bytes, text.data(), text.size(), nullptr, &written, nullptr, kBase64) == 0 &&
+         written == bytes;
+}
+
+// The parameters, salt and hash of a canonical libsodium Argon2id string, or nothing.
+std::optional<Packed> pack(std::string_view text) {
+  constexpr std::string_view kPrefix = "$argon2id$v=19$m=";
+  if (!text.starts_with(kPrefix)) return std::nullopt;
+  Packed p{};
+  uint64_t values[3] = {0, 0, 0};
+  const char* names = ",t=,p=$";
+  size_t at = kPrefix.size();
+  for (int i = 0; i < 3; ++i) {
+    size_t start = at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9' && at - start < 10) values[i] = values[i] * 10 + (text[at++] - '0');
+    if (at == start || values[i] > UINT32_MAX) return std::nullopt;
+    std::string_view separator = i < 2 ? std::string_view(names + 3 * i, 3) : std::string_view("$");
+    if (text.substr(at, separator.size()) != separator) return std::nullopt;
+    at += separator.size();
+  }
+  size_t dollar = text.find('$', at);
+  if (dollar == std::string_view::npos) return std::nullopt;
+  if (!decode_base64(text.substr(at, dollar - at), p.salt, kSaltBytes) ||
+      !decode_base64(text.substr(dollar + 1), p.hash, kHashBytes))
+    return std::nullopt;
+  p.memory_kib = static_cast<uint32_t>(values[0]);
+  p.passes = static_cast<uint32_t>(values[1]);
+  p.lanes = static_cast<uint32_t>(values[2]);
+  if (encode(p) != text) return std::nullopt;  // leading zeros, other spellings: keep the text
+  return p;
+}
+
+}  // namespace
+
+void PasswordHash::Deleter::operator()(uint8_t* p) const { delete[] p; }
+
+PasswordHash::PasswordHash(std::string_view text) {
+  if (text.empty()) return;
+  if (auto p = pack(text)) {
+    block_.reset(new uint8_t[1 + sizeof(Packed)]);
+    block_.get()[0] = kPacked;
+    std::memcpy(block_.get() + 1, &*p, sizeof(Packed));
+    return;
+  }
+  uint32_t size = static_cast<uint32_t>(text.size());
+  block_.reset(new uint8_t[1 + sizeof size + text.size()]);
+  block_.get()[0] = kText;
+  std::memcpy(block_.get() + 1, &size, sizeof size);
+  std::memcpy(block_.get() + 1 + sizeof size, text.data(), text.size());
+}
+
+PasswordHash::PasswordHash(const PasswordHash& other) {
+  if (!other.block_) return;
+  size_t bytes = 1 + sizeof(Packed);
+  if (other.block_.get()[0] == kText) {
+    uint32_t size;
+    std::memcpy(&size, other.block_.get() + 1, sizeof size);
+    bytes = 1 + sizeof size + size;
+  }
+  block_.reset(new uint8_t[bytes]);
+  std::memcpy(block_.get(), other.block_.get(), bytes);
+}
+
+bool PasswordHash::packed() const { return block_ && block_.get()[0] == kPacked; }
+
+std::string PasswordHash::text() const {
+  if (!block_) return {};
+  if (packed()) {
+    Packed p;
+    std::memcpy(&p, block_.get() + 1, sizeof p);
+    return encode(p);
+  }
+  uint32_t size;
+  std::memcpy(&size, block_.get() + 1, sizeof size);
+  return std::string(reinterpret_cast<const char*>(block_.get() + 1 + sizeof size), size);
 }
 
 bool is_password_hash(std::string_view hash) {

@@ -3,6 +3,7 @@
 // handed out once and kept only as a BLAKE2b-256 digest, compared in constant time.
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -27,5 +28,30 @@ std::string hash_password(std::string_view password, const HashParams& params);
 bool verify_password(const std::string& hash, std::string_view password);
 bool needs_rehash(const std::string& hash, const HashParams& params);
 bool is_password_hash(std::string_view hash);  // shape check for rows loaded from storage
+
+// A password hash as an account keeps it in memory. libsodium's Argon2id string
+// (`$argon2id$v=19$m=65536,t=2,p=1$<salt>$<hash>`, 97 characters in a 112-byte allocation plus a
+// 32-byte std::string) is held as its parameters, 16-byte salt and 32-byte hash: 60 bytes in one
+// 64-byte block behind an 8-byte pointer. Any other string is kept as text. text() always gives
+// back exactly the string it was made from (a string is packed only if it re-encodes identically).
+class PasswordHash {
+ public:
+  PasswordHash() = default;
+  explicit PasswordHash(std::string_view text);
+  PasswordHash(const PasswordHash& other);
+  PasswordHash(PasswordHash&&) noexcept = default;
+  PasswordHash& operator=(const PasswordHash& other) { return *this = PasswordHash(other); }
+  PasswordHash& operator=(PasswordHash&&) noexcept = default;
+
+  std::string text() const;
+  bool empty() const { return !block_; }
+  bool packed() const;  // for tests: true when held in binary
+
+ private:
+  struct Deleter {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, Deleter> block_;  // a tag byte, then the packed form or the text
+};
 
 }  // namespace accounts

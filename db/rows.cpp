@@ -108,9 +108,10 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   if (!state) throw std::runtime_error("account " + id + ": unknown state '" + unescape(fields[2]) + "'");
   r.state = *state;
 
-  r.password_hash = unescape(fields[3]);
-  if (!accounts::is_password_hash(r.password_hash))
+  std::string hash = unescape(fields[3]);
+  if (!accounts::is_password_hash(hash))
     throw std::runtime_error("account " + id + ": password_hash is not an Argon2id hash");
+  r.password_hash = accounts::PasswordHash(hash);
 
   r.created_ms = number(fields[4], "created_ms", id);
   r.updated_ms = number(fields[5], "updated_ms", id);

@@ -248,7 +248,7 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
     ids.add(id.to_string());
     emails.add(r.email);
     states.add(accounts::state_name(r.state));
-    hashes.add(r.password_hash);
+    hashes.add(r.password_hash.text());
     created.add(r.created_ms);
     updated.add(r.updated_ms);
     confirmed.add(r.confirmed_ms);

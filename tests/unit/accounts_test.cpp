@@ -149,6 +149,40 @@ TEST_CASE("the state machine: every action from every state", "[lifecycle]") {
   }
 }
 
+TEST_CASE("password hashes: libsodium's Argon2id strings are packed and give back the same text", "[secrets]") {
+  init_secrets();
+  for (auto params : {HashParams{1, 8}, HashParams{2, 64}, HashParams{3, 1024}}) {
+    std::string text = hash_password("correct horse", params);
+    PasswordHash packed(text);
+    CHECK(packed.packed());
+    CHECK(packed.text() == text);
+    PasswordHash copy = packed;
+    CHECK(copy.text() == text);
+    CHECK(verify_password(copy.text(), "correct horse"));
+    CHECK_FALSE(verify_password(copy.text(), "wrong horse"));
+  }
+  // Anything that would not re-encode to the same string is kept as it is.
+  const std::string kept[] = {
+      "$argon2id$v=19$m=065536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      "$argon2id$v=19$m=65536,t=2,p=1$c2hvcnQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaA",
+      "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA==$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      "$argon2id$v=19$m=99999999999,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      "$argon2i$v=19$m=65536,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+      "$argon2id$v=19$m=65536,t=2,p=1$$",
+      "$argon2id$v=19$m=,t=2,p=1$x$y",
+      "$argon2id$v=19$m=65536",
+      "plain"};
+  for (const auto& text : kept) {
+    PasswordHash hash(text);
+    CHECK_FALSE(hash.packed());
+    CHECK(hash.text() == text);
+    CHECK(PasswordHash(hash).text() == text);
+  }
+  CHECK(PasswordHash().empty());
+  CHECK(PasswordHash("").text().empty());
+}
+
 TEST_CASE("index: threads racing insert-if-absent on the same keys get one winner per key", "[index]") {
   IndexRuntime runtime;
   AccountIndex index;
