@@ -67,7 +67,6 @@ struct UnsizedAllocator {
   bool operator==(const UnsizedAllocator&) const { return true; }
 };
 
-
 // A 2^16-slot head array keeps the trie shallow at millions of sessions (512 KiB, once).
 constexpr size_t kHeadBits = 16;
 constexpr size_t kArrayBits = 4;
