@@ -85,6 +85,9 @@ struct Options {
   std::string label = "run";
   double rate = 0;  // requests per second per connection; 0 = as fast as replies come back
   bool json_only = false;
+  // Speak to Redis instead, so that both sides of a comparison are measured by the same client:
+  // `get` becomes `GET key:<g-1>` (the keys DEBUG POPULATE makes), replies are RESP.
+  bool redis = false;
 };
 
 struct Operation {
@@ -133,6 +136,7 @@ class Generator {
     uint64_t g = o_.population ? std::uniform_int_distribution<uint64_t>(1, o_.population)(rng_) : 1;
     ++sequence_;
     std::string unique = o_.label + "-" + std::to_string(connection_) + "-" + std::to_string(sequence_);
+    if (o_.redis) return *op == "get" ? "GET key:" + std::to_string(g - 1) + "\r\n" : "PING\r\n";
     if (*op == "get") return "GET " + id_of(g) + "\n";
     if (*op == "find") return "FIND user" + std::to_string(g) + "@bench.example\n";
     if (*op == "whoami") return "WHOAMI " + session_token_of(g) + "\n";
@@ -202,8 +206,15 @@ asio::awaitable<void> drive(const Options& o, const std::vector<Operation>& mix,
     co_await asio::async_write(socket, asio::buffer(batch), asio::use_awaitable);
     for (int i = 0; i < depth; ++i) {
       size_t n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
+      if (o.redis && buffer[0] == '$' && buffer[1] != '-') {  // a bulk string: its data line follows
+        buffer.erase(0, n);
+        n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
+      }
       stats.latency.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count()));
-      if (buffer.compare(0, 2, "OK") == 0) {
+      if (o.redis) {
+        if (buffer[0] == '-') ++stats.errors["REDIS"];
+        else ++stats.ok;
+      } else if (buffer.compare(0, 2, "OK") == 0) {
         ++stats.ok;
       } else {
         auto space = buffer.find(' ', 4);
@@ -228,6 +239,7 @@ int main(int argc, char** argv) {
   app.add_option("--mix", o.mix, "weighted commands: get, find, whoami, login, register, register_population (user1..userN once each), change_email, toggle, ping (e.g. get:1,find:1)");
   app.add_option("--population", o.population, "accounts preloaded by scripts/bench (user1..userN)");
   app.add_option("--secret", o.secret, "AUTH secret");
+  app.add_flag("--redis", o.redis, "drive Redis (RESP; get = GET key:<n> as DEBUG POPULATE names them) with the same client");
   app.add_option("--label", o.label, "name of this run (also makes REGISTER emails unique)");
   app.add_option("--rate", o.rate, "requests per second per connection (default: as fast as possible)");
   app.add_flag("--json", o.json_only, "print only the JSON object");
