@@ -17,12 +17,6 @@ struct Account::Message {
 Account::Account(AccountRecord record, Presence presence) : presence_(presence), record_(std::move(record)) {}
 Account::~Account() = default;
 
-std::optional<AccountRecord> Account::snapshot() const {
-  std::lock_guard guard(lock_);
-  if (presence_ != Presence::live) return std::nullopt;
-  return record_;
-}
-
 bool Account::add_view_to(protocol::Reply& reply, std::string_view only_if_email) const {
   std::lock_guard guard(lock_);
   if (presence_ != Presence::live) return false;

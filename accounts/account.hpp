@@ -41,8 +41,6 @@ class Account : public std::enable_shared_from_this<Account> {
   Account(AccountRecord record, Presence presence);
   ~Account();
 
-  // Any thread: a copy of the committed record, or nullopt unless the account is live.
-  std::optional<AccountRecord> snapshot() const;
   // Any thread: adds the committed record's view (add_view) to `reply` and returns true, unless
   // the account is not live, or `only_if_email` is given and is not its email. Copies nothing
   // but the fields shown: this is the read path.
