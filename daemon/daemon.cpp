@@ -60,6 +60,9 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
   table.add({"STATS", 0, 0, kServedWhileLoading, "STATS"}, [&server, sources](Session&, Args) -> asio::awaitable<Reply> {
     auto counts = sources.service.counts();
     auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - sources.started);
+    // An idle writer finds out only at its next write that PostgreSQL is gone; the lease's
+    // heartbeat asks every lease_timeout_ms/4. Either one failing means the database is down.
+    bool lease_lost = sources.lease != nullptr && !server.fenced_reason().empty();
     auto reply = Reply::ok();
     reply.field("accounts", counts.total())
         .field("unconfirmed", counts.unconfirmed)
@@ -72,10 +75,12 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("requests", server.requests())
         .field("hash_workers", sources.service.password_pool().workers())
         .field("hash_queue", sources.service.password_pool().queued())
-        .field("database", sources.writer == nullptr ? "off" : sources.writer->connected() ? "up" : "down")
+        .field("database", sources.writer == nullptr                         ? "off"
+                           : sources.writer->connected() && !lease_lost ? "up"
+                                                                         : "down")
         .field("write_queue", sources.writer == nullptr ? 0 : sources.writer->queued())
         .field("commits", sources.writer == nullptr ? 0 : sources.writer->commits())
-        .field("lease", sources.lease == nullptr ? "off" : server.fenced_reason().empty() ? "held" : "lost")
+        .field("lease", sources.lease == nullptr ? "off" : lease_lost ? "lost" : "held")
         .field("epoch", sources.lease == nullptr ? 0 : sources.lease->epoch())
         .field("uptime_s", uptime.count());
     co_return reply;

@@ -184,7 +184,8 @@ TEST_CASE("PostgreSQL stopped: writes in flight answer UNAVAILABLE, the daemon s
   CHECK(starts_with(c.call("REGISTER later@example.com some-password"), "ERR FENCED "));
   CHECK(field(c.call("STATS"), "lease") == "lost");
   CHECK(daemon.log().find("lost the database lease") != std::string::npos);
-  // The lease's heartbeat notices first; the writer notices when it next touches its connection.
+  // Whichever notices first, the lease's heartbeat or the writer, STATS says so (an idle writer
+  // notices only at its next write).
   bool down = false;
   for (int i = 0; i < 100 && !down; ++i) {
     down = field(c.call("STATS"), "database") == "down";
