@@ -40,8 +40,8 @@ bool is_valid_utf8(std::string_view text) {
 }
 
 std::optional<std::string> tokenize(std::string_view line, std::vector<std::string>& args) {
-  // The strings of the last request are reused: after the first few requests on a connection,
-  // tokenizing allocates nothing. `used` counts the arguments of this one.
+  // The strings of the last request are reused for this one's arguments, so that a connection
+  // repeating one kind of request tokenizes without allocating. `used` counts this one's.
   size_t used = 0;
   auto next_arg = [&]() -> std::string& {
     if (used == args.size()) args.emplace_back();
