@@ -59,11 +59,11 @@ std::shared_ptr<Account> AccountIndex::by_email(const std::string& email) const 
 }
 
 bool AccountIndex::visit_id_impl(const Uuid& id, AccountRef use) const {
-  return maps_->ids.find(id, [&use](auto& item) { use.call(use.object, *item.second); });
+  return maps_->ids.find(id, [&use](auto& item) { use(*item.second); });
 }
 
 bool AccountIndex::visit_email_impl(const std::string& email, AccountRef use) const {
-  return maps_->emails.find(email, [&use](auto& item) { use.call(use.object, *item.second); });
+  return maps_->emails.find(email, [&use](auto& item) { use(*item.second); });
 }
 
 bool AccountIndex::insert_id(const Uuid& id, std::shared_ptr<Account> account) {

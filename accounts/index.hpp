@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "accounts/function_ref.hpp"
 #include "accounts/uuid.hpp"
 
 namespace accounts {
@@ -45,12 +46,7 @@ class AccountIndex {
   size_t email_count() const;
 
  private:
-  struct AccountRef {  // a non-owning callable reference, for a call that completes in visit_*()
-    template <class F>
-    explicit AccountRef(F& f) : object(&f), call([](void* o, const Account& a) { (*static_cast<F*>(o))(a); }) {}
-    void* object;
-    void (*call)(void*, const Account&);
-  };
+  using AccountRef = FunctionRef<void(const Account&)>;
   bool visit_id_impl(const Uuid& id, AccountRef use) const;
   bool visit_email_impl(const std::string& email, AccountRef use) const;
   struct Maps;

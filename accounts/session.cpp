@@ -102,8 +102,8 @@ SessionRef SessionIndex::find(const TokenDigest& digest) const {
   return found;
 }
 
-bool SessionIndex::visit_impl(const TokenDigest& digest, FunctionRef use) const {
-  return set_->set.find(digest, [&use](Session& s) { use.call(use.object, s); });
+bool SessionIndex::visit_impl(const TokenDigest& digest, SessionUse use) const {
+  return set_->set.find(digest, [&use](Session& s) { use(s); });
 }
 
 bool SessionIndex::insert(SessionRef session) {

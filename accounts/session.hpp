@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "accounts/function_ref.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
 
@@ -133,7 +134,7 @@ class SessionIndex {
   // reference (the check's hot path: no shared write to the session). False when not found.
   template <class Use>
   bool visit(const TokenDigest& digest, Use&& use) const {
-    return visit_impl(digest, FunctionRef(use));
+    return visit_impl(digest, SessionUse(use));
   }
   bool insert(SessionRef session);
   void erase(const TokenDigest& digest);
@@ -155,14 +156,8 @@ class SessionIndex {
   };
 
  private:
-  // A non-owning callable reference: enough for a call that completes before visit() returns.
-  struct FunctionRef {
-    template <class F>
-    explicit FunctionRef(F& f) : object(&f), call([](void* o, Session& s) { (*static_cast<F*>(o))(s); }) {}
-    void* object;
-    void (*call)(void*, Session&);
-  };
-  bool visit_impl(const TokenDigest& digest, FunctionRef use) const;
+  using SessionUse = FunctionRef<void(Session&)>;
+  bool visit_impl(const TokenDigest& digest, SessionUse use) const;
   struct Set;
   static void retain(Session* s);
   static void release(Session* s);
