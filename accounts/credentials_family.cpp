@@ -46,7 +46,7 @@ asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, c
   uint64_t key = email_key(email);
   if (int64_t wait = unknown_.wait_ms(policy, key, source, now_ms())) co_return locked(wait);
   if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return busy();
-  unknown_.failed(policy, key, source, now_ms());
+  if (unknown_.failed(policy, key, source, now_ms())) lockouts_.fetch_add(1, std::memory_order_relaxed);
   co_return invalid_credentials();
 }
 
@@ -83,7 +83,7 @@ asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a
   auto verified = co_await verify_presented(stored, password);
   if (!verified) co_return busy();
   if (!*verified) {
-    a.throttle().failed(policy, from, now_ms());
+    if (a.throttle().failed(policy, from, now_ms())) lockouts_.fetch_add(1, std::memory_order_relaxed);
     co_return invalid_credentials();
   }
   co_return std::nullopt;

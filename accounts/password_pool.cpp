@@ -32,7 +32,10 @@ PasswordPool::~PasswordPool() {
 bool PasswordPool::try_submit(Work& work) {
   {
     std::lock_guard lock(mutex_);
-    if (queue_.size() >= max_queue_) return false;
+    if (queue_.size() >= max_queue_) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
     queue_.push_back(std::move(work));
   }
   wake_.notify_one();

@@ -2,6 +2,7 @@
 // The worker threads that hash and verify passwords, so that Argon2id never runs on an I/O
 // thread. The queue is bounded: a full pool refuses work at once (the request gets ERR BUSY)
 // instead of letting latency grow without bound.
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -27,12 +28,14 @@ class PasswordPool {
   bool try_submit(Work& work);
 
   size_t queued() const;
+  uint64_t rejected() const { return rejected_.load(std::memory_order_relaxed); }  // try_submit refusals so far
   unsigned workers() const { return static_cast<unsigned>(threads_.size()); }
 
  private:
   void work_loop();
 
   size_t max_queue_;
+  std::atomic<uint64_t> rejected_{0};
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Work> queue_;

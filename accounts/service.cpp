@@ -125,12 +125,14 @@ asio::awaitable<bool> AccountService::persist(Account& account, Change change, S
   // Timed out: the writer still holds the change and will commit it once it can. Until it says
   // so, this account takes no further change; then the settlement runs inside its actor.
   account.set_in_doubt(true);
+  in_doubt_.fetch_add(1, std::memory_order_relaxed);
   spdlog::warn("account {}: change not durable within {} ms; answering UNAVAILABLE until the database answers",
                account.record().id.to_string(), settings_.write_timeout.count());
   UniqueFunction<void(bool)> late = [this, self = account.shared_from_this(), settle = std::move(settle)](bool committed) {
-    Account::Job job = [settle, committed](Account& a) -> asio::awaitable<Reply> {
+    Account::Job job = [this, settle, committed](Account& a) -> asio::awaitable<Reply> {
       settle(a, committed);
       a.set_in_doubt(false);
+      in_doubt_.fetch_sub(1, std::memory_order_relaxed);
       spdlog::info("account {}: the delayed change was {}", a.record().id.to_string(),
                    committed ? "committed after all" : "not stored");
       co_return Reply::ok();

@@ -85,6 +85,8 @@ class AccountService {
 
   Counts counts() const;
   const PasswordPool& password_pool() const { return pool_; }
+  uint64_t lockouts() const { return lockouts_.load(std::memory_order_relaxed); }  // sources locked out so far
+  int64_t accounts_in_doubt() const { return in_doubt_.load(std::memory_order_relaxed); }  // accounts in doubt now
 
   // Warm-load, before any account command is served. adopt() puts a committed record in the index;
   // several threads may call it at once, each holding an IndexThread. It throws, naming the
@@ -152,6 +154,8 @@ class AccountService {
   std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
   UnknownEmailThrottles unknown_;
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
+  std::atomic<uint64_t> lockouts_{0};
+  std::atomic<int64_t> in_doubt_{0};
   std::vector<SessionRow> staged_sessions_;
   SessionIndex sessions_;
 };

@@ -68,7 +68,7 @@ int64_t LoginThrottle::wait_ms(const ThrottlePolicy& policy, SourceKey source, i
   return wait;
 }
 
-void LoginThrottle::failed(const ThrottlePolicy& policy, SourceKey source, int64_t now) {
+bool LoginThrottle::failed(const ThrottlePolicy& policy, SourceKey source, int64_t now) {
   if (hour_failures_ == 0 || now - hour_started_ms_ >= kHourMs) {
     hour_started_ms_ = now;
     hour_failures_ = 0;
@@ -96,7 +96,9 @@ void LoginThrottle::failed(const ThrottlePolicy& policy, SourceKey source, int64
   if (++it->failures >= policy.threshold) {
     it->failures = 0;
     it->locked_until_ms = now + policy.window_ms;
+    return true;
   }
+  return false;
 }
 
 void LoginThrottle::succeeded(SourceKey source) {
@@ -126,7 +128,7 @@ int64_t UnknownEmailThrottles::wait_ms(const ThrottlePolicy& policy, uint64_t em
   return it == by_email_.end() ? 0 : it->second->second.wait_ms(policy, source, now);
 }
 
-void UnknownEmailThrottles::failed(const ThrottlePolicy& policy, uint64_t email, SourceKey source, int64_t now) {
+bool UnknownEmailThrottles::failed(const ThrottlePolicy& policy, uint64_t email, SourceKey source, int64_t now) {
   std::lock_guard lock(mutex_);
   auto it = by_email_.find(email);
   if (it != by_email_.end()) {
@@ -139,7 +141,7 @@ void UnknownEmailThrottles::failed(const ThrottlePolicy& policy, uint64_t email,
     entries_.emplace_front(email, LoginThrottle{});
     by_email_[email] = entries_.begin();
   }
-  entries_.front().second.failed(policy, source, now);
+  return entries_.front().second.failed(policy, source, now);
 }
 
 size_t UnknownEmailThrottles::size() const {

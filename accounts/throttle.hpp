@@ -37,7 +37,8 @@ class LoginThrottle {
  public:
   // Milliseconds until `source` may try a password again; 0 when it may try now.
   int64_t wait_ms(const ThrottlePolicy& policy, SourceKey source, int64_t now) const;
-  void failed(const ThrottlePolicy& policy, SourceKey source, int64_t now);
+  // True when this failure locked `source` out.
+  bool failed(const ThrottlePolicy& policy, SourceKey source, int64_t now);
   void succeeded(SourceKey source);
   void password_changed();
   // Nothing is left that changes a decision: no failure inside its window, no known source.
@@ -70,7 +71,7 @@ class UnknownEmailThrottles {
  public:
   explicit UnknownEmailThrottles(size_t capacity) : capacity_(capacity) {}
   int64_t wait_ms(const ThrottlePolicy& policy, uint64_t email, SourceKey source, int64_t now);
-  void failed(const ThrottlePolicy& policy, uint64_t email, SourceKey source, int64_t now);
+  bool failed(const ThrottlePolicy& policy, uint64_t email, SourceKey source, int64_t now);
   size_t size() const;
 
  private:

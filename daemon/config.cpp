@@ -40,6 +40,23 @@ struct Loader {
     if (!value) fail(key, node, "must be a string");
     return *value;
   }
+
+  // HOST:PORT (an IPv6 host in brackets), split into its parts.
+  void endpoint(const std::string& key, const toml::node& node, std::string& listen, std::string& host,
+                uint16_t& port) const {
+    std::string text = string(key, node);
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) fail(key, node, "must be HOST:PORT, e.g. \"127.0.0.1:7411\"");
+    std::string h = text.substr(0, colon);
+    if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    std::string p = text.substr(colon + 1);
+    if (h.empty() || p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(p) > 65535)
+      fail(key, node, "must be HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:7411\"");
+    listen = text;
+    host = h;
+    port = static_cast<uint16_t>(std::stoi(p));
+  }
 };
 
 using Setter = std::function<void(Loader&, const std::string& key, const toml::node&)>;
@@ -56,18 +73,7 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
   static const std::vector<std::pair<std::string, Setter>> keys = {
       {"server.listen",
        [](Loader& l, const std::string& key, const toml::node& node) {
-         std::string listen = l.string(key, node);
-         auto colon = listen.rfind(':');
-         if (colon == std::string::npos) l.fail(key, node, "must be HOST:PORT, e.g. \"127.0.0.1:7411\"");
-         std::string host = listen.substr(0, colon);
-         if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-         std::string port = listen.substr(colon + 1);
-         if (host.empty() || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-             std::stoi(port) > 65535)
-           l.fail(key, node, "must be HOST:PORT with a port from 0 to 65535, e.g. \"127.0.0.1:7411\"");
-         l.config.server.listen = listen;
-         l.config.server.host = host;
-         l.config.server.port = static_cast<uint16_t>(std::stoi(port));
+         l.endpoint(key, node, l.config.server.listen, l.config.server.host, l.config.server.port);
        }},
       {"server.threads", integer_into([](Config& c) -> auto& { return c.server.threads; }, 0, 256)},
       {"server.max_connections", integer_into([](Config& c) -> auto& { return c.server.max_connections; }, 1, 1'000'000)},
@@ -114,6 +120,14 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
        integer_into([](Config& c) -> auto& { return c.accounts.hash.memlimit_kib; }, 8, 4 * 1024 * 1024)},
       {"password_hash.workers", integer_into([](Config& c) -> auto& { return c.password_workers; }, 0, 256)},
       {"password_hash.max_queue", integer_into([](Config& c) -> auto& { return c.accounts.hash_max_queue; }, 1, 1'000'000)},
+      {"metrics.listen",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         if (node.value_exact<std::string>() == std::string()) {
+           l.config.metrics = {};
+           return;
+         }
+         l.endpoint(key, node, l.config.metrics.listen, l.config.metrics.host, l.config.metrics.port);
+       }},
       {"log.level",
        [](Loader& l, const std::string& key, const toml::node& node) {
          std::string level = l.string(key, node);

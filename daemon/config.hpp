@@ -39,6 +39,11 @@ struct Config {
   accounts::Settings accounts;  // [accounts], [password_hash] and most of [sessions]
   uint32_t session_sweep_per_tick = 1000;  // [sessions] sweep_per_tick: sessions looked at each second
   unsigned password_workers = 0;  // as configured; 0 = one per core
+  struct Metrics {
+    std::string listen;  // "" = no metrics endpoint
+    std::string host;    // derived from listen
+    uint16_t port = 0;   // derived from listen; 0 picks a free port
+  } metrics;
   struct Log {
     std::string level = "info";
   } log;

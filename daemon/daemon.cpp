@@ -18,6 +18,7 @@
 #include "accounts/service.hpp"
 #include "daemon/server.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/metrics.hpp"
 #include "daemon/session.hpp"
 #include "daemon/systemd.hpp"
 #include "db/lease.hpp"
@@ -230,6 +231,7 @@ int run_daemon(const Config& config) {
   asio::io_context io(static_cast<int>(config.server.threads));
   auto work = asio::make_work_guard(io);
 
+  WriterMetrics write_metrics;
   std::unique_ptr<db::Writer> writer;
   std::unique_ptr<db::Lease> lease;
   accounts::MemoryOnly memory_only;
@@ -237,9 +239,16 @@ int run_daemon(const Config& config) {
   if (config.database.url.empty()) {
     spdlog::warn("database.url is empty: MEMORY-ONLY mode, every account is LOST when accountsd stops");
   } else {
-    writer = std::make_unique<db::Writer>(db::WriterSettings{config.database.url, config.database.batch_max,
-                                                             std::chrono::milliseconds(config.database.flush_interval_ms),
-                                                             config.database.connections});
+    db::WriterSettings settings{.url = config.database.url,
+                                .batch_max = config.database.batch_max,
+                                .flush_interval = std::chrono::milliseconds(config.database.flush_interval_ms),
+                                .connections = config.database.connections,
+                                .observer = {}};
+    if (!config.metrics.listen.empty())
+      settings.observer = [&write_metrics](size_t changes, std::chrono::nanoseconds took, bool committed) {
+        write_metrics.observe(changes, took, committed);
+      };
+    writer = std::make_unique<db::Writer>(std::move(settings));
     durability = writer.get();
     char host[256] = "unknown";
     gethostname(host, sizeof host - 1);
@@ -256,6 +265,20 @@ int run_daemon(const Config& config) {
                        Sources{service, writer.get(), lease.get(), progress, std::chrono::steady_clock::now()});
   for (auto& command : accounts::account_commands(service))
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
+
+  // Metrics: counted per thread on the request path, served by prometheus-cpp's own HTTP threads.
+  std::atomic<double> load_seconds{0};
+  std::unique_ptr<RequestMetrics> request_metrics;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  if (!config.metrics.listen.empty()) {
+    request_metrics = std::make_unique<RequestMetrics>(table.names_by_slot());
+    server.set_metrics(request_metrics.get());
+    metrics_endpoint = std::make_unique<MetricsEndpoint>(
+        config.metrics.host, config.metrics.port,
+        MetricSources{server, service, writer.get(), lease.get(), progress, *request_metrics, write_metrics,
+                      std::chrono::system_clock::now(), load_seconds});
+    spdlog::info("metrics on http://{}:{}/metrics", config.metrics.host, metrics_endpoint->port());
+  }
 
   // The socket opens at once; until the accounts are loaded, account commands answer LOADING.
   if (writer) server.set_loading(&progress);
@@ -315,7 +338,9 @@ int run_daemon(const Config& config) {
               server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
               asio::post(io, [&] { shutdown(1); });
             }};
+        auto load_started = std::chrono::steady_clock::now();
         start_database(*lease, events, service, progress, config.database.url, shutting_down);
+        load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();
         writer->start(lease->epoch(), [&](const std::string& why) {
           spdlog::critical("stopping: {}", why);
           server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
@@ -354,6 +379,8 @@ int run_daemon(const Config& config) {
   if (startup.joinable()) startup.join();
   sweeper.join();
   // The lease heartbeat and the writer threads call back into `server`: stop them before it goes.
+  // The metrics endpoint reads all of them: it goes first.
+  metrics_endpoint.reset();
   lease.reset();
   writer.reset();
   return exit_status;

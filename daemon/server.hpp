@@ -21,6 +21,7 @@
 namespace accountsd {
 
 class Session;
+class RequestMetrics;
 using Handler = std::function<asio::awaitable<protocol::Reply>(Session&, protocol::Args)>;
 using CommandTable = protocol::CommandTable<Handler>;
 
@@ -67,6 +68,9 @@ class Server {
   LogLimiter& auth_failure_log() { return auth_failure_log_; }
 
   void count_request() { requests_.fetch_add(1, std::memory_order_relaxed); }
+  // Where requests are counted for Prometheus; null when metrics are off. Set before serving.
+  void set_metrics(RequestMetrics* metrics) { metrics_ = metrics; }
+  RequestMetrics* metrics() const { return metrics_; }
   uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
   // Sessions register themselves for the lifetime of their connection.
@@ -85,6 +89,7 @@ class Server {
   std::atomic<const db::LoadProgress*> progress_{nullptr};  // set before loading_, never cleared
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> requests_{0};
+  RequestMetrics* metrics_ = nullptr;
   std::atomic<int64_t> unauthenticated_{0};
   std::atomic<bool> fenced_{false};
   std::atomic<const db::Lease*> lease_{nullptr};

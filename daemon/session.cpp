@@ -9,6 +9,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "daemon/metrics.hpp"
 #include "protocol/tokenizer.hpp"
 
 namespace accountsd {
@@ -48,6 +49,9 @@ asio::awaitable<void> Session::run() {
       if (frame->kind == protocol::LineFramer::Kind::too_long) {
         auto limit = std::to_string(server_.config().server.max_line_bytes);
         out_ += protocol::Reply::error(protocol::Error::line_too_long, "line exceeds " + limit + " bytes").line();
+        if (auto* metrics = server_.metrics())
+          metrics->record(metrics->no_command_slot(), RequestMetrics::code_of(false, protocol::Error::line_too_long),
+                          std::chrono::nanoseconds(0));
         out_ += '\n';
       } else if (auto reply = co_await execute(frame->line)) {
         out_ += reply->line();
@@ -82,18 +86,31 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_view line) {
   using protocol::Reply;
-  if (auto malformed = protocol::tokenize(line, args_)) co_return Reply::error(protocol::Error::bad_request, *malformed);
-  if (args_.empty()) co_return std::nullopt;  // blank lines get no reply
-  server_.count_request();
-
-  const auto* entry = server_.commands().find(args_[0]);
-  if (entry == nullptr) co_return Reply::error(protocol::Error::unknown_command, "unknown command; try HELP");
-  protocol::Args args(args_.data() + 1, args_.size() - 1);
-  std::string progress = server_.loading() ? server_.loading_progress() : std::string();
-  std::string fenced = server_.fenced_reason();
-  protocol::RequestContext context{!auth_deadline_, !progress.empty(), progress, fenced};
-  if (auto refused = protocol::precheck(entry->spec, args.size(), context)) co_return *refused;
-  co_return co_await entry->handler(*this, args);
+  RequestMetrics* metrics = server_.metrics();
+  auto started = metrics != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+  size_t slot = metrics != nullptr ? metrics->no_command_slot() : 0;
+  std::optional<Reply> reply;
+  if (auto malformed = protocol::tokenize(line, args_)) {
+    reply = Reply::error(protocol::Error::bad_request, *malformed);
+  } else if (args_.empty()) {
+    co_return std::nullopt;  // blank lines get no reply
+  } else if (const auto* entry = server_.commands().find(args_[0]); entry == nullptr) {
+    server_.count_request();
+    reply = Reply::error(protocol::Error::unknown_command, "unknown command; try HELP");
+  } else {
+    server_.count_request();
+    slot = entry->slot;
+    protocol::Args args(args_.data() + 1, args_.size() - 1);
+    std::string progress = server_.loading() ? server_.loading_progress() : std::string();
+    std::string fenced = server_.fenced_reason();
+    protocol::RequestContext context{!auth_deadline_, !progress.empty(), progress, fenced};
+    if (auto refused = protocol::precheck(entry->spec, args.size(), context)) reply = std::move(refused);
+    else reply = co_await entry->handler(*this, args);
+  }
+  if (metrics != nullptr)
+    metrics->record(slot, RequestMetrics::code_of(reply->is_ok(), reply->code()),
+                    std::chrono::steady_clock::now() - started);
+  co_return reply;
 }
 
 asio::awaitable<protocol::Reply> Session::authenticate(std::string_view secret) {

@@ -158,15 +158,21 @@ void Writer::run() {
     }
 
     while (true) {  // the same batch until it commits: nothing accepted is ever dropped
+      auto attempt_started = std::chrono::steady_clock::now();
+      auto observe = [&](bool committed) {
+        if (settings_.observer) settings_.observer(batch.size(), std::chrono::steady_clock::now() - attempt_started, committed);
+      };
       try {
         if (!link || !link->connection.is_open()) {
           link = std::make_unique<Link>(settings_.url);
           if (!connected_.exchange(true)) spdlog::info("database connection restored; writing resumes");
         }
         commit(*link, batch);
+        observe(true);
         backoff = std::chrono::milliseconds{100};
         break;
       } catch (const LeaseGone& e) {
+        observe(false);
         size_t failed = batch.size();
         fail_everything(batch, e.what());
         {
@@ -178,10 +184,13 @@ void Writer::run() {
         if (fatal_) fatal_(e.what());
         return;
       } catch (const pqxx::broken_connection& e) {
+        observe(false);
         if (connected_) spdlog::error("database connection lost: {}", e.what());
       } catch (const pqxx::in_doubt_error& e) {
+        observe(false);
         spdlog::error("database commit in doubt, retrying the batch: {}", e.what());
       } catch (const pqxx::sql_error& e) {
+        observe(false);
         if (link && link->connection.is_open()) {
           // The database refused the data itself: retrying cannot help. Fail these changes.
           spdlog::error("database rejected a batch of {} changes: {}", batch.size(), e.what());
@@ -190,6 +199,7 @@ void Writer::run() {
         }
         spdlog::warn("database error: {}", e.what());
       } catch (const std::exception& e) {
+        observe(false);
         spdlog::warn("database unavailable: {}", e.what());
       }
       connected_ = false;

@@ -32,6 +32,9 @@ struct WriterSettings {
   size_t batch_max = 1000;
   std::chrono::milliseconds flush_interval{2};
   unsigned connections = 1;
+  // Called on a writer thread after every transaction attempt: the changes in the batch, how long
+  // it took, and whether it committed. For metrics; must be quick.
+  std::function<void(size_t changes, std::chrono::nanoseconds took, bool committed)> observer;
 };
 
 class Writer final : public accounts::Durability {

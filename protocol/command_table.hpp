@@ -58,14 +58,16 @@ class CommandTable {
   struct Entry {
     CommandSpec spec;
     Handler handler;
+    size_t slot;  // 0, 1, 2, ... in the order of add(): a dense index for per-command counters
   };
 
   void add(CommandSpec spec, Handler handler) {
     spec.name = upper_ascii(spec.name);
     std::string key = spec.name;
-    if (!entries_.emplace(key, Entry{std::move(spec), std::move(handler)}).second)
+    if (!entries_.emplace(key, Entry{std::move(spec), std::move(handler), entries_.size()}).second)
       throw std::logic_error("command registered twice: " + key);
   }
+  size_t size() const { return entries_.size(); }
 
   // Command names are case-insensitive. Upper-cases into a buffer on the stack: no allocation.
   const Entry* find(std::string_view name) const {
@@ -83,6 +85,13 @@ class CommandTable {
     std::vector<std::string> out;
     for (const auto& [name, entry] : entries_) out.push_back(name);
     return out;  // sorted: entries_ is ordered
+  }
+
+  // The command names indexed by Entry::slot.
+  std::vector<std::string> names_by_slot() const {
+    std::vector<std::string> out(entries_.size());
+    for (const auto& [name, entry] : entries_) out[entry.slot] = name;
+    return out;
   }
 
  private:

@@ -1,6 +1,7 @@
 #pragma once
 // The one fixed list of error codes a reply can carry. docs/PROTOCOL.md documents each of them;
 // code_name() is the only place that knows how a code is spelled on the wire.
+#include <cstddef>
 #include <string_view>
 
 namespace protocol {
@@ -30,6 +31,9 @@ enum class Error {
   fenced,
   internal,
 };
+
+// How many codes there are (they number 0 .. kErrorCount-1, in the order above).
+inline constexpr size_t kErrorCount = static_cast<size_t>(Error::internal) + 1;
 
 std::string_view code_name(Error code);
 

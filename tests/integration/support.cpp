@@ -51,8 +51,6 @@ std::string config_text(const Settings& overrides) {
 
 }  // namespace
 
-namespace {
-
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -70,6 +68,8 @@ std::string run_command(const std::string& command) {
   if (status != 0) throw std::runtime_error(command + " failed:\n" + output);
   return output;
 }
+
+namespace {
 
 const std::string kPg = std::string(ACCOUNTSD_SOURCE_DIR) + "/scripts/pg";
 

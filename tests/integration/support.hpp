@@ -107,6 +107,10 @@ class Client {
   std::string buffered_;
 };
 
+// A shell word for `s`, and a shell command's stdout and stderr (throws when it fails).
+std::string shell_quote(const std::string& s);
+std::string run_command(const std::string& command);
+
 // The value of `key` in a reply such as `OK id=... email=...` (unquoting as the protocol says).
 std::optional<std::string> field(const std::string& reply, const std::string& key);
 bool starts_with(const std::string& text, const std::string& prefix);

@@ -319,7 +319,9 @@ TEST_CASE("login throttle: per source, an hourly limit across sources, known sou
   SourceKey owner = source_key("198.51.100.7"), attacker = source_key("203.0.113.9");
   int64_t now = 1'000'000;
   t.succeeded(owner);
-  for (int i = 0; i < 3; ++i) t.failed(policy, attacker, now);
+  CHECK(!t.failed(policy, attacker, now));
+  CHECK(!t.failed(policy, attacker, now));
+  CHECK(t.failed(policy, attacker, now));  // the third failure locks out (accountsd_lockouts_total counts it)
   CHECK(t.wait_ms(policy, attacker, now) == 4000);   // the attacker's source is locked out
   CHECK(t.wait_ms(policy, owner, now) == 0);         // the owner is not
   CHECK(t.wait_ms(policy, source_key("192.0.2.1"), now) == 0);

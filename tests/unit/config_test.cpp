@@ -28,6 +28,7 @@ TEST_CASE("defaults match the documented ones", "[config]") {
   CHECK(c.database.batch_max == 1000);
   CHECK(c.database.flush_interval_ms == 2);
   CHECK(c.database.write_timeout_s == 5);
+  CHECK(c.metrics.listen.empty());  // no metrics endpoint unless asked for
   CHECK(c.accounts.min_password_length == 8);
   CHECK(c.accounts.confirm_token_ttl_s == 86400);
   CHECK(c.accounts.reset_token_ttl_s == 3600);
@@ -127,6 +128,15 @@ level = "debug"
   CHECK(c.log.level == "debug");
 }
 
+TEST_CASE("metrics.listen takes HOST:PORT, and an empty string turns metrics off", "[config]") {
+  Config on = parse_config("[metrics]\nlisten = \"[::1]:9411\"\n", "m.toml");
+  CHECK(on.metrics.listen == "[::1]:9411");
+  CHECK(on.metrics.host == "::1");
+  CHECK(on.metrics.port == 9411);
+  Config off = parse_config("[metrics]\nlisten = \"\"\n", "m.toml");
+  CHECK(off.metrics.listen.empty());
+}
+
 TEST_CASE("config errors name the file, the key and the position", "[config]") {
   CHECK(error_of("[server]\nlisten = \n") .find("test.toml (line 2") != std::string::npos);
   CHECK(error_of("[server]\nlistn = \"x\"\n") == "test.toml: server.listn (line 2, column 9): unknown key");
@@ -140,6 +150,8 @@ TEST_CASE("config errors name the file, the key and the position", "[config]") {
   CHECK(error_of("[server]\nlisten = \"1.2.3.4:99999\"\n").find("HOST:PORT") != std::string::npos);
   CHECK(error_of("[auth]\nsecret = 5\n").find("must be a string") != std::string::npos);
   CHECK(error_of("[log]\nlevel = \"loud\"\n").find("must be one of") != std::string::npos);
+  CHECK(error_of("[metrics]\nlisten = \"9411\"\n").find("metrics.listen (line 2, column 10): must be HOST:PORT") !=
+        std::string::npos);
   CHECK(error_of("[password_hash]\nmemlimit_kib = 4\n").find("between 8 and") != std::string::npos);
 }
 
