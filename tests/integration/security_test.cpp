@@ -132,7 +132,7 @@ TEST_CASE("attack: a stranger failing logins from his address does not keep the 
   CHECK(starts_with(attacker.call("LOGIN victim@example.com owner-password 203.0.113.9"), "ERR LOCKED "));
 }
 
-TEST_CASE("attack: guessing from many addresses is bounded per hour; known addresses still get in", "[security][lockout]") {
+TEST_CASE("attack: guessing from many addresses is bounded per hour, known addresses still get in", "[security][lockout]") {
   Daemon daemon(Settings{{"accounts.lockout_threshold", "3"}, {"accounts.lockout_hourly_limit", "10"}});
   Client c(daemon.port());
   auto r = register_account(c, "target@example.com", "owner-password");

@@ -44,7 +44,7 @@ TEST_CASE("many pipelined requests in one write get one reply each, in order", "
   CHECK(c.call("PING") == "OK pong");
 }
 
-TEST_CASE("a request split across many writes is read as one line; CRLF works", "[server]") {
+TEST_CASE("a request split across many writes is read as one line, CRLF works", "[server]") {
   Daemon daemon;
   Client c(daemon.port());
   for (const char* piece : {"P", "I", "N", "G", "\r", "\n"}) {
@@ -120,7 +120,7 @@ TEST_CASE("connections over max_connections get TOO_MANY_CONNECTIONS and are clo
   CHECK(served);
 }
 
-TEST_CASE("an idle connection is closed after idle_timeout_s; an active one is not", "[server]") {
+TEST_CASE("an idle connection is closed after idle_timeout_s, an active one is not", "[server]") {
   Daemon daemon(Settings{{"server.idle_timeout_s", "1"}});
   Client idle(daemon.port());
   Client busy(daemon.port());

@@ -243,7 +243,7 @@ TEST_CASE("32 connections checking while another revokes: after the revocation's
   CHECK(late_ok == 0);
 }
 
-TEST_CASE("sessions survive a restart and kill -9; ended ones stay ended; idle time is written lazily", "[sessions][persistence]") {
+TEST_CASE("sessions survive a restart and kill -9, ended ones stay ended, idle time is written lazily", "[sessions][persistence]") {
   PgServer pg;
   Settings settings{{"database.url", pg.url_setting()}, {"sessions.idle_timeout_s", "8"}};
   std::vector<Opened> kept, ended;

@@ -83,7 +83,7 @@ bool wait_for_log(const Daemon& daemon, const std::string& text, std::chrono::se
 
 }  // namespace
 
-TEST_CASE("READY=1 only after the warm-load; STATUS lines; WATCHDOG=1 at the configured rate", "[systemd]") {
+TEST_CASE("READY=1 only after the warm-load, STATUS lines, WATCHDOG=1 at the configured rate", "[systemd]") {
   PgServer pg;
   seed(pg, "ready@example.com");
   TableLock lock(pg, "accounts");  // keeps the warm-load from finishing until we let go

@@ -77,7 +77,7 @@ TEST_CASE("UTF-8 validation", "[tokenizer]") {
   CHECK_FALSE(is_valid_utf8("\x80"));                      // lone continuation
 }
 
-TEST_CASE("replies: OK with fields, quoting when needed; ERR with code and message", "[reply]") {
+TEST_CASE("replies: OK with fields, quoting when needed, ERR with code and message", "[reply]") {
   CHECK(Reply::ok().line() == "OK");
   CHECK(Reply::ok("pong").line() == "OK pong");
   CHECK(Reply::ok().field("id", "abc").field("version", 3).line() == "OK id=abc version=3");
