@@ -1,5 +1,7 @@
 #include "accounts/secrets.hpp"
 
+#include "accounts/foreign_hash.hpp"
+
 #include <sodium.h>
 
 #include <cstring>
@@ -41,10 +43,12 @@ std::string hash_password(std::string_view password, const HashParams& params) {
 }
 
 bool verify_password(const std::string& hash, std::string_view password) {
+  if (!hash.starts_with("$argon2id$")) return verify_foreign(hash, password);  // imported (docs/IMPORT.md)
   return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
 }
 
 bool needs_rehash(const std::string& hash, const HashParams& params) {
+  if (!hash.starts_with("$argon2id$")) return true;  // imported: Argon2id once the password is known
   return crypto_pwhash_str_needs_rehash(hash.c_str(), params.opslimit,
                                         static_cast<size_t>(params.memlimit_kib) * 1024) != 0;
 }
@@ -149,8 +153,6 @@ std::string PasswordHash::text() const {
   return std::string(reinterpret_cast<const char*>(block_.get() + 1 + sizeof size), size);
 }
 
-bool is_password_hash(std::string_view hash) {
-  return hash.starts_with("$argon2id$v=19$") && hash.size() < crypto_pwhash_STRBYTES;
-}
+bool is_password_hash(std::string_view hash) { return check_hash(hash).scheme.has_value(); }
 
 }  // namespace accounts

@@ -23,11 +23,12 @@ std::string new_token();  // 256 random bits, URL-safe base64 without padding (4
 TokenDigest digest_token(std::string_view token);
 bool same_digest(const TokenDigest& a, const TokenDigest& b);  // constant time
 
-// Slow by design: run these on the password pool, never on an I/O thread.
+// Slow by design: run these on the password pool, never on an I/O thread. verify_password also
+// takes the imported schemes of accounts/foreign_hash.hpp, and needs_rehash is true for them.
 std::string hash_password(std::string_view password, const HashParams& params);
 bool verify_password(const std::string& hash, std::string_view password);
 bool needs_rehash(const std::string& hash, const HashParams& params);
-bool is_password_hash(std::string_view hash);  // shape check for rows loaded from storage
+bool is_password_hash(std::string_view hash);  // a scheme we verify, within bounds (foreign_hash.hpp)
 
 // A password hash as an account keeps it in memory. libsodium's Argon2id string
 // (`$argon2id$v=19$m=65536,t=2,p=1$<salt>$<hash>`, 97 characters in a 112-byte allocation plus a

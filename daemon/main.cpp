@@ -7,6 +7,7 @@
 #include "daemon/config.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/transfer.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -17,6 +18,27 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "TOML configuration file (default: /etc/accountsd/config.toml if it exists)");
   app.add_flag("--check-config", check_only, "Check the configuration, print the verdict and exit (0 valid, 2 invalid)");
   app.set_version_flag("--version", std::string("accountsd ") + ACCOUNTSD_VERSION);
+
+  // accountsd import FILE / accountsd export FILE (docs/IMPORT.md); without one, the daemon runs.
+  accountsd::ImportSettings import;
+  accounts::FirebaseParams firebase;
+  auto* import_command = app.add_subcommand(
+      "import", "Import accounts with their password hashes from a JSON-lines file into the configured database, "
+                "while no daemon serves it (docs/IMPORT.md)");
+  import_command->add_option("file", import.file, "The file, one JSON object a line; - for standard input")->required();
+  import_command->add_flag("--skip-bad", import.skip_bad,
+                           "Import the good lines and report the bad ones (default: import nothing if any line is bad)");
+  auto* key = import_command->add_option("--firebase-signer-key", firebase.signer_key,
+                                         "Firebase: the project's base64_signer_key (for lines with a salt)");
+  import_command->add_option("--firebase-salt-separator", firebase.salt_separator, "Firebase: base64_salt_separator")
+      ->needs(key);
+  import_command->add_option("--firebase-rounds", firebase.rounds, "Firebase: rounds")->needs(key)->check(CLI::Range(1, 64));
+  import_command->add_option("--firebase-mem-cost", firebase.mem_cost, "Firebase: mem_cost")->needs(key)->check(CLI::Range(1, 20));
+  std::string export_file;
+  auto* export_command = app.add_subcommand(
+      "export", "Write every account, with its password hash, as JSON lines (the import format); works while the daemon runs");
+  export_command->add_option("file", export_file, "The file to write; - for standard output")->required();
+  app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -36,6 +58,17 @@ int main(int argc, char** argv) {
   if (check_only) {
     std::cout << "accountsd: configuration " << (config_path.empty() ? "(built-in defaults)" : config_path) << " is valid\n";
     return 0;
+  }
+
+  if (import_command->parsed() || export_command->parsed()) {
+    accountsd::init_logging("warn");
+    if (!firebase.signer_key.empty()) import.firebase = firebase;
+    try {
+      return import_command->parsed() ? accountsd::run_import(config, import) : accountsd::run_export(config, export_file);
+    } catch (const std::exception& e) {
+      std::cerr << "accountsd: " << e.what() << '\n';
+      return 1;
+    }
   }
 
   accountsd::init_logging(config.log.level);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "accounts/email.hpp"
+#include "accounts/foreign_hash.hpp"
 
 namespace db {
 namespace {
@@ -87,6 +88,49 @@ std::string hex(const accounts::TokenDigest& digest) {
   return out;
 }
 
+namespace {
+
+// COPY text format: backslash, tab, LF and CR must be escaped.
+void append_escaped(std::string& out, std::string_view field) {
+  for (char c : field) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
+}
+
+}  // namespace
+
+std::string format_copy_line(const accounts::AccountRecord& r) {
+  std::string line;
+  line.reserve(256);
+  line.append(r.id.text().view());
+  line += '\t';
+  append_escaped(line, r.email);
+  line += '\t';
+  line += accounts::state_name(r.state);
+  line += '\t';
+  append_escaped(line, r.password_hash.text());
+  for (int64_t n : {r.created_ms, r.updated_ms, r.confirmed_ms, static_cast<int64_t>(r.version)}) {
+    line += '\t';
+    line += std::to_string(n);
+  }
+  auto token = [&line](const accounts::PendingToken& t) {
+    line += '\t';
+    if (t.present()) line += hex(t.digest());
+    line += '\t';
+    line += std::to_string(t.expires_ms());
+  };
+  token(r.confirm);
+  token(r.reset);
+  line += '\n';
+  return line;
+}
+
 accounts::AccountRecord parse_copy_line(std::string_view line) {
   auto fields = split_tabs(line);
   std::string id = fields.empty() ? std::string("?") : std::string(fields[0]);
@@ -109,8 +153,8 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   r.state = *state;
 
   std::string hash = unescape(fields[3]);
-  if (!accounts::is_password_hash(hash))
-    throw std::runtime_error("account " + id + ": password_hash is not an Argon2id hash");
+  if (auto checked = accounts::check_hash(hash); !checked.scheme)
+    throw std::runtime_error("account " + id + ": password_hash: " + checked.problem);
   r.password_hash = accounts::PasswordHash(hash);
 
   r.created_ms = number(fields[4], "created_ms", id);

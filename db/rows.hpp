@@ -22,6 +22,9 @@ inline constexpr const char* kSessionColumns =
 // Parses one line of `COPY sessions TO STDOUT` the same way, naming the session.
 accounts::SessionRow parse_session_line(std::string_view line);
 
+// The line `COPY accounts FROM STDIN` takes for `record` (text format, with its LF).
+std::string format_copy_line(const accounts::AccountRecord& record);
+
 // Parses one line of `COPY accounts TO STDOUT` (text format, no trailing LF). Throws
 // std::runtime_error naming the row's id (when it has one) if the row breaks an invariant.
 accounts::AccountRecord parse_copy_line(std::string_view line);

@@ -13,19 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "db/copy.hpp"
 #include "db/rows.hpp"
 
 namespace db {
 namespace {
 
-using Connection = std::unique_ptr<PGconn, decltype(&PQfinish)>;
-using Result = std::unique_ptr<PGresult, decltype(&PQclear)>;
-
 Result exec(PGconn* c, const char* sql, ExecStatusType expected) {
-  Result r(PQexec(c, sql), &PQclear);
-  if (PQresultStatus(r.get()) != expected)
-    throw std::runtime_error(std::string("warm-load query failed: ") + PQerrorMessage(c));
-  return r;
+  return db::exec(c, sql, expected, "warm-load query failed");
 }
 
 // Rows travel from the reader to the parsers in chunks: one allocation and one hand-over per
@@ -85,28 +80,8 @@ class ChunkQueue {
 
 }  // namespace
 
-// Streams `COPY <table> TO STDOUT`, calling `row` with each line (without its LF).
-void copy_out(PGconn* c, const std::string& sql, const std::function<void(std::string_view)>& row) {
-  exec(c, sql.c_str(), PGRES_COPY_OUT);
-  while (true) {
-    char* buffer = nullptr;
-    int n = PQgetCopyData(c, &buffer, 0);
-    if (n == -1) break;  // done
-    if (n == -2) throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c));
-    std::unique_ptr<char, decltype(&PQfreemem)> owned(buffer, &PQfreemem);
-    std::string_view line(buffer, static_cast<size_t>(n));
-    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
-    row(line);
-  }
-  Result end(PQgetResult(c), &PQclear);
-  if (PQresultStatus(end.get()) != PGRES_COMMAND_OK)
-    throw std::runtime_error(std::string("warm-load COPY failed: ") + PQerrorMessage(c));
-}
-
 uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks) {
-  Connection c(PQconnectdb(url.c_str()), &PQfinish);
-  if (PQstatus(c.get()) != CONNECTION_OK)
-    throw std::runtime_error(std::string("warm-load cannot connect: ") + PQerrorMessage(c.get()));
+  Connection c = connect(url, "warm-load cannot connect");
 
   // The planner's estimate is free and good enough for showing progress (not for sizing anything:
   // after a bulk insert without ANALYZE it can be far too low).

@@ -131,6 +131,23 @@ void seed(const PgServer& pg, const std::string& email) {
   if (daemon.stop() != 0) throw std::runtime_error("seeding daemon did not stop cleanly");
 }
 
+std::pair<int, std::string> run_accountsd(const Settings& overrides, const std::string& arguments) {
+  char pattern[] = "/tmp/accountsd-tool-XXXXXX";
+  if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+  std::string dir = pattern;
+  std::ofstream(dir + "/config.toml") << config_text(overrides);
+  std::string command = std::string(ACCOUNTSD_BINARY) + " --config " + dir + "/config.toml " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  int status = pclose(pipe);
+  std::system(("rm -rf " + shell_quote(dir)).c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
 std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout) {
   Daemon daemon(overrides, {}, /*wait_for_listen=*/false);
   int status = daemon.wait_exit(timeout);

@@ -52,6 +52,10 @@ class TableLock {
 // Runs the daemon once against `pg` so that the schema exists, registering `email`.
 void seed(const PgServer& pg, const std::string& email);
 
+// Runs `accountsd --config <overrides> ARGUMENTS` (a subcommand such as import) to its end;
+// returns its exit status and its stdout and stderr together.
+std::pair<int, std::string> run_accountsd(const Settings& overrides, const std::string& arguments);
+
 // Runs accountsd with `overrides` until it exits by itself; returns its exit status and log.
 std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout = std::chrono::seconds(60));
 
