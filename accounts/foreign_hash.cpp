@@ -17,7 +17,7 @@ namespace {
 
 // Bounds on what one imported hash may cost to verify (all far above what the tools that made
 // them use by default: Django 5 uses 1M PBKDF2 iterations, Firebase ln=14 r=8, passlib scrypt ln=16).
-constexpr uint64_t kMaxArgonKib = 4 * 1024 * 1024;  // as password_hash.memlimit_kib allows
+constexpr uint64_t kMaxArgonKib = 1024 * 1024;  // 1 GiB, as for scrypt
 constexpr uint64_t kMaxArgonPasses = 64;
 constexpr int kMaxBcryptCost = 16;
 constexpr uint64_t kMaxShaCryptRounds = 5'000'000;
@@ -99,7 +99,7 @@ HashCheck check_argon2(std::string_view hash, HashScheme scheme) {
   auto p = params<3>(parts[3], {"m", "t", "p"});
   if (!p) return refuse("Argon2 parameters must be m=..,t=..,p=..");
   if ((*p)[0] > kMaxArgonKib || (*p)[1] > kMaxArgonPasses || (*p)[2] == 0 || (*p)[2] > 255)
-    return refuse("Argon2 parameters beyond what accountsd verifies (m <= 4194304, t <= 64, p <= 255)");
+    return refuse("Argon2 parameters beyond what accountsd verifies (m <= 1048576, t <= 64, p <= 255)");
   auto salt = base64(parts[4]), out = base64(parts[5]);
   if (!salt || !out || salt->size() < 8 || out->size() < 12) return refuse("Argon2 salt or hash is not base64 of the usual size");
   return accept(scheme);

@@ -8,9 +8,11 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "helpers.hpp"
 #include "support.hpp"
@@ -160,4 +162,51 @@ TEST_CASE("metrics: off unless configured, and a port in use stops the start wit
   CHECK(status == 1);
   CHECK(log.find("metrics.listen 127.0.0.1:") != std::string::npos);
   CHECK(log.find("cannot listen") != std::string::npos);
+}
+
+TEST_CASE("metrics: a database outage shows in the gauges the alerts watch, and clears", "[metrics][persistence]") {
+  PgServer pg;
+  Daemon daemon({{"database.url", pg.url_setting()}, {"database.write_timeout_s", "1"}, {"metrics.listen", "\"127.0.0.1:0\""}});
+  daemon.wait_ready();
+  int port = metrics_port(daemon);
+  Client c(daemon.port());
+  register_account(c, "before@example.com");
+  auto wait_for = [&](const std::function<bool(const std::string&)>& condition) {
+    std::string text;
+    for (int i = 0; i < 200; ++i) {
+      text = scrape(port);
+      if (condition(text)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    INFO("last scrape, in part:\n" << text.substr(text.find("accountsd_accounts_in_doubt")));
+    return false;
+  };
+  {
+    // Deterministic: a table lock holds the writer's transaction, so the change outlives
+    // write_timeout_s and its account is in doubt.
+    TableLock lock(pg, "accounts");
+    CHECK(starts_with(c.call("REGISTER held@example.com some-password"), "ERR UNAVAILABLE "));
+    std::string text = scrape(port);
+    CHECK(value(text, "accountsd_accounts_in_doubt") == 1);
+    CHECK(value(text, "accountsd_writer_queue") >= 1);
+    CHECK(value(text, "accountsd_writer_failures_total") == 0);
+    CHECK(value(text, "accountsd_requests_total{code=\"UNAVAILABLE\",command=\"REGISTER\"}") == 1);
+    // Its backend killed while it waits: a failed attempt, which the writer retries.
+    pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'");
+    CHECK(wait_for([](const std::string& t) { return value(t, "accountsd_writer_failures_total") >= 1; }));
+  }
+  // The lock is gone: the retried change commits, and nothing is in doubt any more.
+  CHECK(wait_for([](const std::string& t) {
+    return value(t, "accountsd_accounts_in_doubt") == 0 && value(t, "accountsd_writer_queue") == 0;
+  }));
+  CHECK(starts_with(c.call("FIND held@example.com"), "OK "));
+
+  pg.stop();
+  CHECK(wait_for([](const std::string& t) {
+    return value(t, "accountsd_database_up") == 0 && value(t, "accountsd_lease_held") == 0;
+  }));
+  pg.start();
+  CHECK(wait_for([](const std::string& t) {
+    return value(t, "accountsd_database_up") == 1 && value(t, "accountsd_lease_held") == 1;
+  }));
 }
