@@ -21,7 +21,21 @@ ThrottlePolicy AccountService::throttle_policy() const {
 
 std::optional<Reply> AccountService::check_source(const std::string& source) const {
   if (source.size() > 64) return Reply::error(Error::bad_request, "source must be at most 64 bytes");
+  // Credential stuffing: one address failing across many accounts. Answered before any account
+  // is looked up, so the reply is the same whether the email exists.
+  if (!source.empty())
+    if (int64_t wait = addresses_.wait_ms(source_key(source), now_ms())) return address_locked(wait);
   return std::nullopt;
+}
+
+bool AccountService::count_failure(LoginThrottle& throttle, SourceKey from) {
+  auto policy = throttle_policy();
+  int64_t now = now_ms();
+  bool locked = throttle.failed(policy, from, now);
+  static const SourceKey no_source = source_key("");
+  if (from != no_source && addresses_.failed(from, policy.window_ms, now)) locked = true;
+  if (locked) lockouts_.fetch_add(1, std::memory_order_relaxed);
+  return locked;
 }
 
 asio::awaitable<std::optional<bool>> AccountService::verify_presented(const std::string& hash,
@@ -46,7 +60,13 @@ asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, c
   uint64_t key = email_key(email);
   if (int64_t wait = unknown_.wait_ms(policy, key, source, now_ms())) co_return locked(wait);
   if (!co_await verify_on_pool(dummy_hash_, password.substr(0, 1024))) co_return busy();
-  if (unknown_.failed(policy, key, source, now_ms())) lockouts_.fetch_add(1, std::memory_order_relaxed);
+  bool locked = unknown_.failed(policy, key, source, now_ms());
+  static const SourceKey no_source = source_key("");
+  if (source != no_source && addresses_.failed(source, policy.window_ms, now_ms())) locked = true;
+  if (locked) {
+    lockouts_.fetch_add(1, std::memory_order_relaxed);
+    co_return invalid_credentials_now_locked(policy.window_ms);
+  }
   co_return invalid_credentials();
 }
 
@@ -83,7 +103,7 @@ asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a
   auto verified = co_await verify_presented(stored, password);
   if (!verified) co_return busy();
   if (!*verified) {
-    if (a.throttle().failed(policy, from, now_ms())) lockouts_.fetch_add(1, std::memory_order_relaxed);
+    if (count_failure(a.throttle(), from)) co_return invalid_credentials_now_locked(policy.window_ms);
     co_return invalid_credentials();
   }
   co_return std::nullopt;

@@ -26,6 +26,16 @@ inline Reply invalid_credentials() { return Reply::error(Error::invalid_credenti
 inline Reply locked(int64_t wait_ms) {
   return Reply::error(Error::locked, "too many failed logins; retry in " + std::to_string((wait_ms + 999) / 1000) + " s");
 }
+// The failure that locked its source out (the same for emails of no account).
+inline Reply invalid_credentials_now_locked(int64_t wait_ms) {
+  return Reply::error(Error::invalid_credentials, "wrong email or password; this source is now locked out for " +
+                                                      std::to_string((wait_ms + 999) / 1000) + " s");
+}
+// Too many failed logins from one address across accounts (credential stuffing).
+inline Reply address_locked(int64_t wait_ms) {
+  return Reply::error(Error::locked, "too many failed logins from this address; retry in " +
+                                         std::to_string((wait_ms + 999) / 1000) + " s");
+}
 inline Reply unavailable() {
   return Reply::error(Error::unavailable, "the change could not be made durable in time; it may or may not be stored");
 }

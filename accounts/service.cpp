@@ -49,7 +49,8 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
       index_(std::make_unique<AccountIndex>()),
       pool_(settings.hash_workers, settings.hash_max_queue),
       dummy_hash_(hash_password("accountsd: no such account", settings.hash)),
-      unknown_(settings.unknown_email_throttles) {}
+      unknown_(settings.unknown_email_throttles),
+      addresses_(settings.address_throttles, settings.address_failures) {}
 
 AccountService::Target AccountService::find_by_id(std::string_view id_text) const {
   auto id = Uuid::parse(id_text);

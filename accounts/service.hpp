@@ -31,6 +31,11 @@ struct Settings {
   uint32_t lockout_threshold = 5;
   int64_t lockout_window_s = 900;
   uint32_t lockout_hourly_limit = 50;
+  // Failed logins from one address (IPv6: one /64), across all accounts, within lockout_window_s
+  // before LOGIN, LOGIN_SESSION and CHANGE_PASSWORD from that address answer LOCKED, for every
+  // account, for lockout_window_s. Only when the backend passes the address (source).
+  uint32_t address_failures = 100;
+  size_t address_throttles = 65536;  // addresses tracked at once; the least recently seen go first
   size_t unknown_email_throttles = 65536;  // emails of no account whose failed logins are tracked
   HashParams hash{2, 65536};
   unsigned hash_workers = 1;
@@ -86,6 +91,7 @@ class AccountService {
   Counts counts() const;
   const PasswordPool& password_pool() const { return pool_; }
   uint64_t lockouts() const { return lockouts_.load(std::memory_order_relaxed); }  // sources locked out so far
+  size_t address_throttles() const { return addresses_.size(); }  // addresses with failed logins tracked
   int64_t accounts_in_doubt() const { return in_doubt_.load(std::memory_order_relaxed); }  // accounts in doubt now
 
   // Warm-load, before any account command is served. adopt() puts a committed record in the index;
@@ -144,7 +150,11 @@ class AccountService {
                                std::vector<Uuid> end = {});
   void count(std::optional<State> before, std::optional<State> after);
   std::optional<Reply> check_password(const std::string& password) const;
+  // A source over 64 bytes is refused; an address over its failed-login limit answers LOCKED.
   std::optional<Reply> check_source(const std::string& source) const;
+  // A wrong password from `from`: counts it for the account and for the address; true when either
+  // locks out now.
+  bool count_failure(LoginThrottle& throttle, SourceKey from);
 
   Settings settings_;
   asio::any_io_executor executor_;
@@ -153,6 +163,7 @@ class AccountService {
   PasswordPool pool_;
   std::string dummy_hash_;  // verified against for unknown emails, so they cost what a real login does
   UnknownEmailThrottles unknown_;
+  AddressThrottles addresses_;
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
   std::atomic<uint64_t> lockouts_{0};
   std::atomic<int64_t> in_doubt_{0};

@@ -144,6 +144,43 @@ bool UnknownEmailThrottles::failed(const ThrottlePolicy& policy, uint64_t email,
   return entries_.front().second.failed(policy, source, now);
 }
 
+int64_t AddressThrottles::wait_ms(SourceKey address, int64_t now) const {
+  std::lock_guard lock(mutex_);
+  auto it = by_address_.find(address);
+  if (it == by_address_.end() || it->second->locked_until_ms <= now) return 0;
+  return it->second->locked_until_ms - now;
+}
+
+bool AddressThrottles::failed(SourceKey address, int64_t window_ms, int64_t now) {
+  std::lock_guard lock(mutex_);
+  auto it = by_address_.find(address);
+  if (it != by_address_.end()) {
+    entries_.splice(entries_.begin(), entries_, it->second);
+  } else {
+    if (entries_.size() >= capacity_) {
+      by_address_.erase(entries_.back().address);
+      entries_.pop_back();
+    }
+    entries_.push_front(Entry{address, 0, now, 0});
+    by_address_[address] = entries_.begin();
+  }
+  Entry& e = entries_.front();
+  if (now - e.started_ms > window_ms) {
+    e.failures = 0;
+    e.started_ms = now;
+  }
+  if (++e.failures < threshold_) return false;
+  e.failures = 0;
+  e.started_ms = now;
+  e.locked_until_ms = now + window_ms;
+  return true;
+}
+
+size_t AddressThrottles::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
 size_t UnknownEmailThrottles::size() const {
   std::lock_guard lock(mutex_);
   return entries_.size();

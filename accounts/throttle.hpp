@@ -82,4 +82,31 @@ class UnknownEmailThrottles {
   std::unordered_map<uint64_t, Lru::iterator> by_email_;
 };
 
+// Failed logins per address across all accounts (credential stuffing tries one password on many
+// accounts from one address; LoginThrottle, which counts per account, never sees more than one).
+// `threshold` failures within `window_ms` lock the address out for `window_ms`. Bounded: beyond
+// `capacity` addresses, the one seen longest ago is forgotten. Any thread.
+class AddressThrottles {
+ public:
+  AddressThrottles(size_t capacity, uint32_t threshold) : capacity_(capacity), threshold_(threshold) {}
+  int64_t wait_ms(SourceKey address, int64_t now) const;
+  // True when this failure locked the address out.
+  bool failed(SourceKey address, int64_t window_ms, int64_t now);
+  size_t size() const;
+
+ private:
+  struct Entry {
+    SourceKey address;
+    uint32_t failures;
+    int64_t started_ms;
+    int64_t locked_until_ms;
+  };
+  using Lru = std::list<Entry>;
+  mutable std::mutex mutex_;
+  size_t capacity_;
+  uint32_t threshold_;
+  Lru entries_;  // most recently failed first
+  std::unordered_map<SourceKey, Lru::iterator> by_address_;
+};
+
 }  // namespace accounts

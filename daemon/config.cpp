@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -33,6 +34,32 @@ struct Loader {
     if (*value < min || *value > max)
       fail(key, node, "must be between " + std::to_string(min) + " and " + std::to_string(max));
     return *value;
+  }
+
+  bool boolean(const std::string& key, const toml::node& node) const {
+    auto value = node.value_exact<bool>();
+    if (!value) fail(key, node, "must be true or false");
+    return *value;
+  }
+
+  // A file's contents without the trailing newline (secrets kept in files or systemd credentials).
+  std::string secret_from(const std::string& key, const toml::node& node, const std::string& path) const {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(key, node, "cannot read " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string secret = text.str();
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    if (secret.empty()) fail(key, node, path + " is empty");
+    return secret;
+  }
+
+  std::string credential(const std::string& key, const toml::node& node, const std::string& name) const {
+    const char* directory = std::getenv("CREDENTIALS_DIRECTORY");
+    if (directory == nullptr || *directory == 0)
+      fail(key, node, "needs systemd's LoadCredential= (CREDENTIALS_DIRECTORY is not set)");
+    if (name.empty() || name.find('/') != std::string::npos) fail(key, node, "must be a credential name, not a path");
+    return secret_from(key, node, std::string(directory) + "/" + name);
   }
 
   std::string string(const std::string& key, const toml::node& node) const {
@@ -73,8 +100,40 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
   static const std::vector<std::pair<std::string, Setter>> keys = {
       {"server.listen",
        [](Loader& l, const std::string& key, const toml::node& node) {
+         if (node.value_exact<std::string>() == std::string()) {  // no plain TCP listener
+           l.config.server.listen.clear();
+           l.config.server.host.clear();
+           return;
+         }
          l.endpoint(key, node, l.config.server.listen, l.config.server.host, l.config.server.port);
        }},
+      {"server.unix_socket",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         std::string path = l.string(key, node);
+         if (!path.empty() && path.front() != '/') l.fail(key, node, "must be an absolute path");
+         if (path.size() > 100) l.fail(key, node, "must be at most 100 bytes (the limit of a socket address)");
+         l.config.server.unix_socket = path;
+       }},
+      {"server.unix_socket_mode", integer_into([](Config& c) -> auto& { return c.server.unix_socket_mode; }, 0, 0777)},
+      {"server.unix_socket_group",
+       [](Loader& l, const std::string& key, const toml::node& node) { l.config.server.unix_socket_group = l.string(key, node); }},
+      {"tls.listen",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         l.endpoint(key, node, l.config.tls.listen, l.config.tls.host, l.config.tls.port);
+       }},
+      {"tls.cert_file", [](Loader& l, const std::string& key, const toml::node& node) { l.config.tls.cert_file = l.string(key, node); }},
+      {"tls.key_file", [](Loader& l, const std::string& key, const toml::node& node) { l.config.tls.key_file = l.string(key, node); }},
+      {"tls.client_ca_file",
+       [](Loader& l, const std::string& key, const toml::node& node) { l.config.tls.client_ca_file = l.string(key, node); }},
+      {"tls.require_client_cert",
+       [](Loader& l, const std::string& key, const toml::node& node) { l.config.tls.require_client_cert = l.boolean(key, node); }},
+      {"tls.min_version",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         std::string version = l.string(key, node);
+         if (version != "1.2" && version != "1.3") l.fail(key, node, "must be \"1.2\" or \"1.3\"");
+         l.config.tls.min_version = version;
+       }},
+      {"tls.shutdown_timeout_ms", integer_into([](Config& c) -> auto& { return c.tls.shutdown_timeout_ms; }, 1, 60'000)},
       {"server.threads", integer_into([](Config& c) -> auto& { return c.server.threads; }, 0, 256)},
       {"server.max_connections", integer_into([](Config& c) -> auto& { return c.server.max_connections; }, 1, 1'000'000)},
       {"server.max_line_bytes", integer_into([](Config& c) -> auto& { return c.server.max_line_bytes; }, 64, 1 << 20)},
@@ -85,6 +144,14 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
        integer_into([](Config& c) -> auto& { return c.server.max_unauthenticated; }, 1, 1'000'000)},
       {"server.shutdown_timeout_s", integer_into([](Config& c) -> auto& { return c.server.shutdown_timeout_s; }, 1, 3600)},
       {"auth.secret", [](Loader& l, const std::string& key, const toml::node& node) { l.config.auth.secret = l.string(key, node); }},
+      {"auth.secret_file",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         l.config.auth.secret = l.secret_from(key, node, l.string(key, node));
+       }},
+      {"auth.secret_credential",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         l.config.auth.secret = l.credential(key, node, l.string(key, node));
+       }},
       {"database.url", [](Loader& l, const std::string& key, const toml::node& node) { l.config.database.url = l.string(key, node); }},
       {"database.batch_max", integer_into([](Config& c) -> auto& { return c.database.batch_max; }, 1, 100'000)},
       {"database.flush_interval_ms",
@@ -101,6 +168,10 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
        integer_into([](Config& c) -> auto& { return c.accounts.reset_token_ttl_s; }, 1, 365 * kDay)},
       {"accounts.lockout_threshold", integer_into([](Config& c) -> auto& { return c.accounts.lockout_threshold; }, 1, 1000)},
       {"accounts.lockout_window_s", integer_into([](Config& c) -> auto& { return c.accounts.lockout_window_s; }, 1, 7 * kDay)},
+      {"accounts.address_failures",
+       integer_into([](Config& c) -> auto& { return c.accounts.address_failures; }, 1, 1'000'000)},
+      {"accounts.address_throttles",
+       integer_into([](Config& c) -> auto& { return c.accounts.address_throttles; }, 16, 100'000'000)},
       {"accounts.lockout_hourly_limit",
        integer_into([](Config& c) -> auto& { return c.accounts.lockout_hourly_limit; }, 1, 1'000'000)},
       // Obsolete since the index grows by itself: still accepted, so that old files keep working.
@@ -143,6 +214,43 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
   return keys;
 }
 
+// One [[clients]] table.
+ClientConfig client_from(Loader& l, const toml::table& table, size_t index) {
+  ClientConfig client;
+  std::string prefix = "clients[" + std::to_string(index) + "]";
+  int secrets = 0;
+  for (const auto& [key_name, value] : table) {
+    std::string key = prefix + "." + std::string(key_name.str());
+    if (key_name == "name") {
+      client.name = l.string(key, value);
+      bool good = !client.name.empty() && client.name.size() <= 64 &&
+                  client.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == std::string::npos;
+      if (!good) l.fail(key, value, "must be 1 to 64 letters, digits, '_', '.' or '-'");
+    } else if (key_name == "secret_sha256") {
+      auto digest = parse_digest(l.string(key, value));
+      if (!digest) l.fail(key, value, "must be 64 hex digits: the SHA-256 of the secret (accountsd digest-secret prints it)");
+      client.secret = digest;
+      ++secrets;
+    } else if (key_name == "secret_file") {
+      client.secret = digest_secret(l.secret_from(key, value, l.string(key, value)));
+      ++secrets;
+    } else if (key_name == "secret_credential") {
+      client.secret = digest_secret(l.credential(key, value, l.string(key, value)));
+      ++secrets;
+    } else if (key_name == "allow") {
+      const toml::array* list = value.as_array();
+      if (list == nullptr) l.fail(key, value, "must be a list of categories or commands, e.g. [\"read\", \"login\"]");
+      for (const auto& item : *list) client.allow.push_back(l.string(key, item));
+    } else {
+      l.fail(key, value, "unknown key (a client has name, secret_sha256 | secret_file | secret_credential, allow)");
+    }
+  }
+  if (client.name.empty()) l.fail(prefix, table, "a client needs a name");
+  if (secrets > 1) l.fail(prefix, table, "give one of secret_sha256, secret_file, secret_credential");
+  if (client.allow.empty()) l.fail(prefix, table, "a client needs an allow list (categories or commands)");
+  return client;
+}
+
 const Setter* setter_for(const std::string& key) {
   for (const auto& [name, setter] : schema())
     if (name == key) return &setter;
@@ -174,6 +282,18 @@ Config parse_config(std::string_view text, std::string_view source) {
   }
   for (const auto& [section_key, section] : root) {
     std::string section_name(section_key.str());
+    if (section_name == "clients") {
+      const toml::array* list = section.as_array();
+      if (list == nullptr || !list->is_array_of_tables())
+        loader.fail(section_name, section, "must be [[clients]] tables, one per client");
+      for (size_t i = 0; i < list->size(); ++i) {
+        ClientConfig client = client_from(loader, *list->get(i)->as_table(), i);
+        for (const auto& other : loader.config.clients)
+          if (other.name == client.name) loader.fail("clients[" + std::to_string(i) + "].name", *list->get(i), "two clients named " + client.name);
+        loader.config.clients.push_back(std::move(client));
+      }
+      continue;
+    }
     const toml::table* table = section.as_table();
     if (table == nullptr)
       loader.fail(section_name, section, "unknown key (every setting lives in a section such as [server])");
@@ -184,6 +304,19 @@ Config parse_config(std::string_view text, std::string_view source) {
       (*setter)(loader, full, value);
     }
   }
+  Config& c = loader.config;
+  if (!c.auth.secret.empty()) {
+    for (const auto& client : c.clients)
+      if (client.name == "default")
+        throw ConfigError(loader.source + ": auth.secret is the client \"default\"; a [[clients]] entry has that name too");
+    c.clients.push_back(ClientConfig{"default", digest_secret(c.auth.secret), {"all"}});
+  }
+  if (c.server.listen.empty() && c.tls.listen.empty() && c.server.unix_socket.empty())
+    throw ConfigError(loader.source + ": server.listen is empty and there is no tls.listen or server.unix_socket: nothing to listen on");
+  if (!c.tls.listen.empty() && (c.tls.cert_file.empty() || c.tls.key_file.empty()))
+    throw ConfigError(loader.source + ": tls.listen needs tls.cert_file and tls.key_file");
+  if (c.tls.require_client_cert && c.tls.client_ca_file.empty())
+    throw ConfigError(loader.source + ": tls.require_client_cert needs tls.client_ca_file");
   finish(loader.config);
   return loader.config;
 }
@@ -205,7 +338,11 @@ std::vector<std::string> changed_keys(std::string_view before, std::string_view 
     std::map<std::string, std::string> keys;
     toml::table root = toml::parse(text);
     for (const auto& [section, table] : root)
-      if (const auto* t = table.as_table())
+      if (const auto* list = table.as_array()) {  // [[clients]]
+        std::ostringstream rendered;
+        rendered << *list;
+        keys[std::string(section.str())] = rendered.str();
+      } else if (const auto* t = table.as_table())
         for (const auto& [key, value] : *t) {
           std::ostringstream rendered;
           value.visit([&rendered](const auto& v) { rendered << v; });

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "accounts/service.hpp"
+#include "daemon/clients.hpp"
 
 
 namespace accountsd {
@@ -24,10 +25,25 @@ struct Config {
     int64_t auth_timeout_s = 10;        // with a secret set: AUTH within this of connecting, or closed
     size_t max_unauthenticated = 64;    // with a secret set: connections not yet authenticated
     int64_t shutdown_timeout_s = 10;
+    std::string unix_socket;        // a path: also listen there ("" = no Unix socket)
+    uint32_t unix_socket_mode = 0660;
+    std::string unix_socket_group;  // "" = the daemon's own group
   } server;
   struct Auth {
-    std::string secret;
+    std::string secret;  // the client "default", allowed everything (also from secret_file)
   } auth;
+  // [[clients]]: named clients; with auth.secret, the list AUTH checks. Empty: no AUTH needed.
+  std::vector<ClientConfig> clients;
+  struct Tls {
+    std::string listen;  // HOST:PORT of the TLS listener ("" = none)
+    std::string host;
+    uint16_t port = 0;
+    std::string cert_file, key_file;  // PEM; re-read on SIGHUP
+    std::string client_ca_file;       // verify client certificates against it ("" = none asked)
+    bool require_client_cert = false;
+    std::string min_version = "1.2";  // "1.2" or "1.3"
+    int64_t shutdown_timeout_ms = 2000;  // how long a close_notify exchange may take
+  } tls;
   struct Database {
     std::string url;
     size_t batch_max = 1000;

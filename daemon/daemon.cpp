@@ -55,10 +55,11 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
     session.close_after_reply();
     co_return Reply::ok("bye");
   });
-  table.add({"AUTH", 1, 1, kPublic, "AUTH <secret>"}, [](Session& session, Args args) {
-    return session.authenticate(args[0]);
+  table.add({"AUTH", 1, 2, kPublic, "AUTH [<client>] <secret>"}, [](Session& session, Args args) {
+    // AUTH <secret> is the client "default" (auth.secret); named clients say who they are.
+    return args.size() == 1 ? session.authenticate("default", args[0]) : session.authenticate(args[0], args[1]);
   });
-  table.add({"STATS", 0, 0, kServedWhileLoading, "STATS"}, [&server, sources](Session&, Args) -> asio::awaitable<Reply> {
+  table.add({"STATS", 0, 0, kServedWhileLoading, "STATS", "monitor"}, [&server, sources](Session&, Args) -> asio::awaitable<Reply> {
     auto counts = sources.service.counts();
     auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - sources.started);
     // An idle writer finds out only at its next write that PostgreSQL is gone; the lease's
@@ -70,9 +71,11 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("active", counts.active)
         .field("deactivated", counts.deactivated)
         .field("connections", server.connections())
+        .field("clients", server.connections_by_client())
         .field("loading", server.loading() ? 1 : 0)
         .field("loaded", sources.load.rows.load())
         .field("sessions", sources.service.session_count())
+        .field("address_throttles", sources.service.address_throttles())
         .field("requests", server.requests())
         .field("hash_workers", sources.service.password_pool().workers())
         .field("hash_queue", sources.service.password_pool().queued())
@@ -140,8 +143,10 @@ asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountS
   }
 }
 
-// SIGHUP: re-read the configuration file; apply what is safe to change live (log.level,
-// auth.secret) and name every other changed key as needing a restart.
+// SIGHUP: re-read the configuration file; apply what is safe to change live (log.level, the
+// clients and their secrets, the TLS certificate, key and CA) and name every other changed key as
+// needing a restart. Secret files and certificate files are re-read even when the configuration
+// text did not change: a rotation replaces the file, not the file name.
 void reload(Server& server, std::string& active_text, const std::string& path) {
   if (path.empty()) {
     spdlog::warn("SIGHUP: no configuration file to reload (running on built-in defaults)");
@@ -154,15 +159,37 @@ void reload(Server& server, std::string& active_text, const std::string& path) {
     spdlog::error("SIGHUP: configuration not reloaded, keeping the running one: {}", e.what());
     return;
   }
+  try {
+    server.set_clients(fresh.clients);
+    server.audit().event("clients_reloaded", {{"clients", std::to_string(fresh.clients.size())}});
+    spdlog::info("SIGHUP: {} clients in force; connections whose client is gone or whose secret changed are closed",
+                 fresh.clients.size());
+  } catch (const std::exception& e) {
+    spdlog::error("SIGHUP: clients not reloaded, keeping the running ones: {}", e.what());
+  }
+  if (server.tls_endpoint()) {
+    try {
+      server.reload_tls(fresh.tls);
+      spdlog::info("SIGHUP: TLS certificate {} reloaded for new connections", fresh.tls.cert_file);
+    } catch (const std::exception& e) {
+      spdlog::error("SIGHUP: TLS not reloaded, keeping the certificate in use: {}", e.what());
+    }
+  }
   auto changed = changed_keys(active_text, fresh.source_text);
-  if (changed.empty()) spdlog::info("SIGHUP: configuration reloaded, nothing changed");
+  auto live = [](const std::string& key) {
+    return key == "clients" || key.starts_with("auth.") || key == "tls.cert_file" || key == "tls.key_file" ||
+           key == "tls.client_ca_file" || key == "tls.require_client_cert" || key == "tls.min_version";
+  };
   for (const auto& key : changed) {
     if (key == "log.level") {
       set_log_level(fresh.log.level);
       spdlog::info("SIGHUP: log.level is now {}", fresh.log.level);
-    } else if (key == "auth.secret") {
-      server.set_secret(fresh.auth.secret);
-      spdlog::info("SIGHUP: auth.secret changed; new connections must use the new secret");
+    } else if (live(key)) {
+      // Applied above.
+      if (key.starts_with("auth."))
+        spdlog::info("SIGHUP: auth.secret changed; connections that used the old one are closed, new ones must use the new one");
+      else if (key == "clients")
+        spdlog::info("SIGHUP: the [[clients]] changed");
     } else {
       spdlog::warn("SIGHUP: {} changed but takes effect only after a restart; keeping the running value", key);
     }
@@ -265,6 +292,7 @@ int run_daemon(const Config& config) {
                        Sources{service, writer.get(), lease.get(), progress, std::chrono::steady_clock::now()});
   for (auto& command : accounts::account_commands(service))
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
+  server.set_clients(config.clients);  // after the last command: rights are kept per command
 
   // Metrics: counted per thread on the request path, served by prometheus-cpp's own HTTP threads.
   std::atomic<double> load_seconds{0};
@@ -280,17 +308,27 @@ int run_daemon(const Config& config) {
     spdlog::info("metrics on http://{}:{}/metrics", config.metrics.host, metrics_endpoint->port());
   }
 
-  // The socket opens at once; until the accounts are loaded, account commands answer LOADING.
+  // The sockets open at once; until the accounts are loaded, account commands answer LOADING.
   if (writer) server.set_loading(&progress);
-  int inherited = systemd::inherited_listener();
+  std::vector<Server::Inherited> inherited;
+  for (auto& [fd, name] : systemd::inherited_listeners()) inherited.push_back({fd, name});
   server.open(inherited);
-  auto endpoint = server.local_endpoint();
-  spdlog::info("accountsd listening on {}:{}{} ({} threads, {} password workers)", endpoint.address().to_string(),
-               endpoint.port(), inherited >= 0 ? " (socket from systemd)" : "", config.server.threads,
-               service.password_pool().workers());
+  std::string from_systemd = inherited.empty() ? "" : " (sockets from systemd)";
+  if (auto endpoint = server.tcp_endpoint())
+    spdlog::info("accountsd listening on {}:{}{} ({} threads, {} password workers)", endpoint->address().to_string(),
+                 endpoint->port(), from_systemd, config.server.threads, service.password_pool().workers());
+  if (auto endpoint = server.tls_endpoint())
+    spdlog::info("accountsd TLS listening on {}:{}{} (TLS {} or later{})", endpoint->address().to_string(),
+                 endpoint->port(), from_systemd, config.tls.min_version,
+                 config.tls.client_ca_file.empty() ? "" : config.tls.require_client_cert ? ", client certificate required"
+                                                                                         : ", client certificates verified");
+  if (!config.server.unix_socket.empty())
+    spdlog::info("accountsd listening on the Unix socket {} (mode {:o})", config.server.unix_socket,
+                 config.server.unix_socket_mode);
   if (!writer) systemd::notify_ready(summary(server, service));
   asio::co_spawn(io, report_to_systemd(server, service), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
-  asio::co_spawn(io, server.accept_loop(), [](std::exception_ptr e) { log_failure("accept loop", e); });
+  for (auto& loop : server.accept_loops())
+    asio::co_spawn(io, std::move(loop), [](std::exception_ptr e) { log_failure("accept loop", e); });
 
   std::atomic<int> exit_status{0};
   std::atomic<bool> shutting_down{false};

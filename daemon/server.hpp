@@ -5,13 +5,18 @@
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <atomic>
+#include <map>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "daemon/audit.hpp"
+#include "daemon/clients.hpp"
 #include "daemon/config.hpp"
 #include "daemon/log_limiter.hpp"
 #include "db/lease.hpp"
@@ -22,17 +27,28 @@ namespace accountsd {
 
 class Session;
 class RequestMetrics;
+class TlsContext;
 using Handler = std::function<asio::awaitable<protocol::Reply>(Session&, protocol::Args)>;
 using CommandTable = protocol::CommandTable<Handler>;
 
 class Server {
  public:
   Server(asio::io_context& io, const Config& config, const CommandTable& commands);
+  ~Server();
 
-  // Binds server.listen, or adopts an already-listening socket (socket activation) when fd >= 0.
-  void open(int inherited_fd = -1);
-  asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
-  asio::awaitable<void> accept_loop();
+  // A socket systemd passed (socket activation): its fd and its FileDescriptorName.
+  struct Inherited {
+    int fd;
+    std::string name;
+  };
+  // Opens every listener: server.listen (plain TCP), tls.listen, server.unix_socket; a listener
+  // systemd passed takes the place of the one it stands for (a Unix socket for unix_socket, one
+  // named "tls" for tls.listen, any other TCP socket for server.listen). Throws on failure.
+  void open(const std::vector<Inherited>& inherited = {});
+  std::optional<asio::ip::tcp::endpoint> tcp_endpoint() const;
+  std::optional<asio::ip::tcp::endpoint> tls_endpoint() const;
+  // One accept loop per listener; co_spawn each on the io_context.
+  std::vector<asio::awaitable<void>> accept_loops();
 
   // Stops accepting and asks every session to finish its current request and close.
   void stop();
@@ -43,9 +59,20 @@ class Server {
 
   const Config& config() const { return config_; }
   const CommandTable& commands() const { return commands_; }
-  bool secret_required() const;
-  bool secret_matches(std::string_view presented) const;  // constant time
-  void set_secret(std::string secret);
+  // The clients AUTH checks (daemon/clients.hpp); set once the command table is complete, before
+  // open(), and replaced as a whole on SIGHUP. Throws
+  // std::invalid_argument for an allow list naming no command.
+  void set_clients(const std::vector<ClientConfig>& clients);
+  std::shared_ptr<const ClientList> clients() const;
+  uint64_t clients_generation() const { return clients_generation_.load(std::memory_order_acquire); }
+  // Connections by the client they authenticated as, for STATS ("web:3,admin:1").
+  void count_client(const std::string& name, int delta);
+  std::string connections_by_client() const;
+  Audit& audit() { return audit_; }
+
+  // The TLS context new TLS connections use; SIGHUP re-reads the files (reload_tls). Throws
+  // std::runtime_error naming the file that is wrong; the context in use then stays.
+  void reload_tls(const Config::Tls& settings);
 
   // While the warm-load runs, account commands answer LOADING with this progress.
   void set_loading(const db::LoadProgress* progress) {
@@ -78,12 +105,22 @@ class Server {
   void detach(Session* session);
 
  private:
-  asio::awaitable<void> refuse(asio::ip::tcp::socket socket, std::string why);
+  template <class Socket>
+  asio::awaitable<void> refuse(Socket socket, std::string peer, std::string why);
+  // Whether a new connection may be served; logs and answers a refusal otherwise.
+  template <class Socket>
+  bool admit(Socket& socket, const std::string& peer);
+  asio::awaitable<void> accept_tcp(asio::ip::tcp::acceptor& acceptor, bool tls);
+  asio::awaitable<void> accept_unix();
+  void start(const std::shared_ptr<Session>& session);
 
   asio::io_context& io_;
   const Config& config_;
   const CommandTable& commands_;
-  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::acceptor acceptor_;      // server.listen
+  asio::ip::tcp::acceptor tls_acceptor_;  // tls.listen
+  asio::local::stream_protocol::acceptor unix_acceptor_;
+  bool unix_owned_ = false;  // we created the socket file (and remove it at exit)
   std::atomic<bool> stopping_{false};
   std::atomic<bool> loading_{false};
   std::atomic<const db::LoadProgress*> progress_{nullptr};  // set before loading_, never cleared
@@ -96,9 +133,13 @@ class Server {
   LogLimiter accept_error_log_{5};
   LogLimiter refusal_log_{5};
   LogLimiter auth_failure_log_{20};
-  mutable std::mutex mutex_;  // guards sessions_, secret_ and fenced_reason_
+  mutable std::mutex mutex_;  // guards sessions_, clients_, by_client_, tls_ and fenced_reason_
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
-  std::string secret_;
+  std::shared_ptr<const ClientList> clients_;
+  std::atomic<uint64_t> clients_generation_{0};
+  std::map<std::string, int64_t> by_client_;
+  std::shared_ptr<TlsContext> tls_;
+  Audit audit_;
   std::string fenced_reason_;
 };
 

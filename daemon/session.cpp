@@ -3,85 +3,47 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/post.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
 
+#include "daemon/audit.hpp"
+#include "daemon/connection.hpp"
 #include "daemon/metrics.hpp"
 #include "protocol/tokenizer.hpp"
 
 namespace accountsd {
 namespace {
-constexpr size_t kReadBytes = 16 * 1024;
-constexpr size_t kFlushBytes = 64 * 1024;  // bounds what a pipelining client that never reads can cost
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr auto kFirstAuthDelay = std::chrono::milliseconds(100);
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, Server& server, std::string peer)
-    : socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
+Session::Session(asio::any_io_executor executor, Server& server, std::string peer, Transport transport)
+    : timer_(std::move(executor)),
       server_(server),
       peer_(std::move(peer)),
+      transport_(transport),
       framer_(server.config().server.max_line_bytes) {
-  if (server_.secret_required()) {
+  clients_generation_ = server_.clients_generation();
+  auto clients = server_.clients();
+  if (clients->required()) {
     auth_deadline_ = Clock::now() + std::chrono::seconds(server_.config().server.auth_timeout_s);
     server_.count_unauthenticated(+1);
+  } else {
+    set_client(clients->anyone());
   }
 }
 
-asio::awaitable<void> Session::run() {
-  auto self = shared_from_this();
-  arm_deadline();
-  asio::co_spawn(socket_.get_executor(), [self]() { return self->watchdog(); },
-                 [](std::exception_ptr e) { log_failure("session watchdog", e); });
-
-  bool connected = true;
-  Clock::time_point last_read = Clock::now();
-  while (connected && !closing_) {
-    bool framed = false;
-    while (connected && !closing_) {
-      auto frame = framer_.next();
-      if (!frame) break;
-      framed = true;
-      if (frame->kind == protocol::LineFramer::Kind::too_long) {
-        auto limit = std::to_string(server_.config().server.max_line_bytes);
-        out_ += protocol::Reply::error(protocol::Error::line_too_long, "line exceeds " + limit + " bytes").line();
-        if (auto* metrics = server_.metrics())
-          metrics->record(metrics->no_command_slot(), RequestMetrics::code_of(false, protocol::Error::line_too_long),
-                          std::chrono::nanoseconds(0));
-        out_ += '\n';
-      } else if (auto reply = co_await execute(frame->line)) {
-        out_ += reply->line();
-        out_ += '\n';
-      }
-      if (out_.size() >= kFlushBytes) connected = co_await flush();
-    }
-    if (!connected || !co_await flush() || closing_ || server_.stopping()) break;
-    // A request line must arrive whole within request_timeout_s of its first byte, so a client
-    // that trickles one byte a second does not hold a connection forever. What is left unframed
-    // after a line was cut off arrived with the last read.
-    if (framed) line_started_ = last_read;
-
-    auto buffer = framer_.prepare(kReadBytes);
-    phase_ = Phase::reading;
-    arm_deadline();
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer.data(), buffer.size()), use_tuple);
-    phase_ = Phase::working;
-    if (ec) break;  // the client left, a deadline passed, or the server is stopping
-    last_read = Clock::now();
-    if (!framer_.in_line()) line_started_ = last_read;
-    framer_.commit(n);
-  }
-
-  asio::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
-  timer_.cancel();
+void Session::finished() {
   if (auth_deadline_) server_.count_unauthenticated(-1);
+  auth_deadline_.reset();
+  set_client(nullptr);
   server_.detach(this);
+}
+
+void Session::count_too_long() {
+  if (auto* metrics = server_.metrics())
+    metrics->record(metrics->no_command_slot(), RequestMetrics::code_of(false, protocol::Error::line_too_long),
+                    std::chrono::nanoseconds(0));
 }
 
 asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_view line) {
@@ -100,12 +62,23 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
   } else {
     server_.count_request();
     slot = entry->slot;
+    bool revoked = refresh_client();
     protocol::Args args(args_.data() + 1, args_.size() - 1);
     std::string progress = server_.loading() ? server_.loading_progress() : std::string();
     std::string fenced = server_.fenced_reason();
-    protocol::RequestContext context{!auth_deadline_, !progress.empty(), progress, fenced};
-    if (auto refused = protocol::precheck(entry->spec, args.size(), context)) reply = std::move(refused);
-    else reply = co_await entry->handler(*this, args);
+    protocol::RequestContext context{client_ != nullptr, !progress.empty(), progress, fenced};
+    if (revoked) {
+      reply = Reply::error(protocol::Error::auth_required,
+                           "this connection's client was removed or its secret changed; reconnect and AUTH");
+    } else if (auto refused = protocol::precheck(entry->spec, args.size(), context)) {
+      reply = std::move(refused);
+    } else if (!entry->spec.category.empty() && !client_->allows(entry->slot)) {
+      reply = Reply::error(protocol::Error::forbidden, "client " + client_->name + " may not run " + entry->spec.name +
+                                                           " (category " + entry->spec.category + ")");
+    } else {
+      reply = co_await entry->handler(*this, args);
+      audit_reply(server_.audit(), entry->spec.name, args, *reply, client_name(), peer_);
+    }
   }
   if (metrics != nullptr)
     metrics->record(slot, RequestMetrics::code_of(reply->is_ok(), reply->code()),
@@ -113,13 +86,42 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
   co_return reply;
 }
 
-asio::awaitable<protocol::Reply> Session::authenticate(std::string_view secret) {
+// A SIGHUP may have changed the clients: a connection whose client is gone or whose secret
+// changed loses its authentication at once and is closed after this reply; one whose rights
+// changed runs under the new ones from this request on.
+bool Session::refresh_client() {
+  uint64_t generation = server_.clients_generation();
+  if (generation == clients_generation_) return false;
+  clients_generation_ = generation;
+  auto clients = server_.clients();
+  if (!clients->required()) {
+    set_client(clients->anyone());
+    return false;
+  }
+  if (!client_) return false;  // not authenticated yet: AUTH decides
+  auto now = clients->find(client_->name);
+  bool kept = now && (by_certificate_ || (now->secret && now->secret == client_->secret));
+  if (!kept) {
+    server_.audit().event("client_revoked", {{"client", client_->name}, {"address", peer_}});
+    set_client(nullptr);
+    closing_ = true;
+    return true;
+  }
+  set_client(std::move(now));
+  return false;
+}
+
+asio::awaitable<protocol::Reply> Session::authenticate(std::string_view name, std::string_view secret) {
   using protocol::Reply;
-  if (server_.secret_matches(secret)) {
-    set_authenticated();
+  auto clients = server_.clients();
+  if (!clients->required()) co_return Reply::ok();
+  if (auto client = clients->authenticate(name, secret)) {
+    set_client(std::move(client));
     co_return Reply::ok();
   }
   ++auth_failures_;
+  server_.audit().event("auth_failed", {{"client", std::string(name)}, {"address", peer_},
+                                        {"failures", std::to_string(auth_failures_)}});
   uint64_t suppressed = 0;
   if (server_.auth_failure_log().allow(suppressed))
     spdlog::warn("failed AUTH from {} ({} on this connection{})", peer_, auth_failures_,
@@ -129,26 +131,20 @@ asio::awaitable<protocol::Reply> Session::authenticate(std::string_view secret) 
   co_await delay.async_wait(use_tuple);
   if (auth_failures_ >= kMaxAuthFailures) {
     close_after_reply();
-    co_return Reply::error(protocol::Error::auth_failed, "wrong secret; closing after " +
+    co_return Reply::error(protocol::Error::auth_failed, "wrong credential; closing after " +
                                                              std::to_string(kMaxAuthFailures) + " failures");
   }
-  co_return Reply::error(protocol::Error::auth_failed, "wrong secret");
+  co_return Reply::error(protocol::Error::auth_failed, "wrong credential");
 }
 
-void Session::set_authenticated() {
+void Session::set_client(std::shared_ptr<const Client> client) {
+  if (client_) server_.count_client(client_->name, -1);
+  client_ = std::move(client);
+  if (!client_) return;
+  server_.count_client(client_->name, +1);
   if (!auth_deadline_) return;
   auth_deadline_.reset();
   server_.count_unauthenticated(-1);
-}
-
-asio::awaitable<bool> Session::flush() {
-  if (out_.empty()) co_return true;
-  phase_ = Phase::writing;
-  arm_deadline();
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out_), use_tuple);
-  phase_ = Phase::working;
-  out_.clear();
-  co_return !ec;
 }
 
 // The earliest of: idle_timeout_s from now; request_timeout_s from the first byte of a request
@@ -163,34 +159,40 @@ void Session::arm_deadline() {
   if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
 }
 
-// Closes the connection when a read or a write waits past the deadline. A request being executed
-// is never cut short.
-asio::awaitable<void> Session::watchdog() {
-  while (socket_.is_open()) {
-    timer_.expires_at(deadline_);
-    co_await timer_.async_wait(use_tuple);
-    if (!socket_.is_open()) break;
-    if (phase_ == Phase::working) {
-      arm_deadline();
-      continue;
-    }
-    if (deadline_ <= Clock::now()) {
-      spdlog::debug("closing connection from {}: {}", peer_,
-                    auth_deadline_ && *auth_deadline_ <= Clock::now() ? "did not authenticate in time"
-                    : phase_ == Phase::reading && framer_.in_line()  ? "request line not finished in time"
-                                                                     : "idle");
-      asio::error_code ignored;
-      socket_.close(ignored);
-    }
-  }
+std::string Session::deadline_reason() const {
+  return auth_deadline_ && *auth_deadline_ <= Clock::now()      ? "did not authenticate in time"
+         : phase_ == Phase::reading && framer_.in_line()        ? "request line not finished in time"
+                                                                : "idle";
 }
 
-void Session::request_stop(bool now) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), now] {
-    asio::error_code ignored;
-    if (now) self->socket_.close(ignored);
-    else if (self->phase_ == Phase::reading) self->socket_.cancel(ignored);
-  });
+// ---- Plain TCP and Unix sockets ---------------------------------------------------------------
+
+template <>
+struct StreamTraits<asio::ip::tcp::socket> {
+  static asio::ip::tcp::socket& lowest(asio::ip::tcp::socket& s) { return s; }
+  static asio::awaitable<bool> start(Connection<asio::ip::tcp::socket>&) { co_return true; }
+  static asio::awaitable<void> finish(Connection<asio::ip::tcp::socket>&) { co_return; }
+};
+
+template <>
+struct StreamTraits<asio::local::stream_protocol::socket> {
+  using Socket = asio::local::stream_protocol::socket;
+  static Socket& lowest(Socket& s) { return s; }
+  static asio::awaitable<bool> start(Connection<Socket>&) { co_return true; }
+  static asio::awaitable<void> finish(Connection<Socket>&) { co_return; }
+};
+
+std::shared_ptr<Session> make_tcp_session(asio::ip::tcp::socket socket, Server& server, std::string peer) {
+  auto executor = socket.get_executor();
+  return std::make_shared<Connection<asio::ip::tcp::socket>>(executor, server, std::move(peer), Transport::tcp, nullptr,
+                                                             std::move(socket));
+}
+
+std::shared_ptr<Session> make_unix_session(asio::local::stream_protocol::socket socket, Server& server, std::string peer) {
+  auto executor = socket.get_executor();
+  return std::make_shared<Connection<asio::local::stream_protocol::socket>>(executor, server, std::move(peer),
+                                                                           Transport::unix_socket, nullptr,
+                                                                           std::move(socket));
 }
 
 }  // namespace accountsd

@@ -1,9 +1,13 @@
 #pragma once
 // One client connection: a loop that reads bytes, cuts them into lines, runs each request through
-// the command table and writes the replies back in order. Everything a session owns (the socket,
+// the command table and writes the replies back in order. Everything a session owns (the stream,
 // its timer, the framer, the deadlines) lives on one strand: the one the socket was accepted on.
-// Includes Asio: daemon/*.cpp only.
+//
+// Session holds what every transport shares (framing, dispatch, authentication, deadlines);
+// Connection<Stream> (daemon/connection.hpp) adds the loop over one kind of stream: plain TCP, a
+// Unix socket, or TLS over TCP (daemon/tls.cpp). Includes Asio: daemon/*.cpp only.
 #include <asio/ip/tcp.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
@@ -11,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/clients.hpp"
 #include "daemon/server.hpp"
 #include "protocol/framer.hpp"
 
@@ -18,43 +23,59 @@ namespace accountsd {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(asio::ip::tcp::socket socket, Server& server, std::string peer);
-
-  asio::any_io_executor executor() { return socket_.get_executor(); }
-  asio::awaitable<void> run();
+  virtual ~Session() = default;
+  virtual asio::awaitable<void> run() = 0;
   // Any thread: finish the current request, then close. `now` closes at once.
-  void request_stop(bool now);
+  virtual void request_stop(bool now) = 0;
+  asio::any_io_executor executor() { return timer_.get_executor(); }
 
-  // AUTH: checks the secret. A wrong one is logged with the peer address and answered after a
-  // delay that doubles with every failure; after kMaxAuthFailures the connection is closed.
-  asio::awaitable<protocol::Reply> authenticate(std::string_view secret);
+  // AUTH [name] secret: checks the credential. A wrong one is logged (and audited) with the peer
+  // address and answered after a delay that doubles with every failure; after kMaxAuthFailures the
+  // connection is closed.
+  asio::awaitable<protocol::Reply> authenticate(std::string_view name, std::string_view secret);
   static constexpr int kMaxAuthFailures = 5;
 
   void close_after_reply() { closing_ = true; }
   Server& server() { return server_; }
+  const std::string& peer() const { return peer_; }
+  // The client this connection authenticated as ("" before it did).
+  std::string client_name() const { return client_ ? client_->name : std::string(); }
 
- private:
+ protected:
   using Clock = std::chrono::steady_clock;
   enum class Phase { working, reading, writing };
-  asio::awaitable<void> watchdog();
-  asio::awaitable<std::optional<protocol::Reply>> execute(std::string_view line);
-  asio::awaitable<bool> flush();
-  void arm_deadline();
-  void set_authenticated();
+  Session(asio::any_io_executor executor, Server& server, std::string peer, Transport transport);
 
-  asio::ip::tcp::socket socket_;
+  asio::awaitable<std::optional<protocol::Reply>> execute(std::string_view line);
+  void arm_deadline();
+  void count_too_long();  // a line over max_line_bytes, for the metrics
+  bool refresh_client();  // after a SIGHUP changed the clients; true: this connection lost its client
+  std::string deadline_reason() const;
+  // Becomes `client` (AUTH, or a TLS client certificate); null: no client (not authenticated).
+  void set_client(std::shared_ptr<const Client> client);
+  // Called once the loop ends, whatever ended it.
+  void finished();
+
   asio::steady_timer timer_;
   Server& server_;
-  std::string peer_;  // "address:port", for the log
+  std::string peer_;  // "address:port" or "unix socket", for the log
+  Transport transport_;
   protocol::LineFramer framer_;
   std::vector<std::string> args_;
   std::string out_;
   Phase phase_ = Phase::working;
   Clock::time_point deadline_;
-  std::optional<Clock::time_point> line_started_;  // the first byte of an unfinished request line
-  std::optional<Clock::time_point> auth_deadline_;  // while a secret is required and not yet given
+  std::optional<Clock::time_point> line_started_;   // the first byte of an unfinished request line
+  std::optional<Clock::time_point> auth_deadline_;  // while a credential is required and not yet given
   int auth_failures_ = 0;
   bool closing_ = false;
+  std::shared_ptr<const Client> client_;  // null until authenticated (or when none is needed)
+  uint64_t clients_generation_ = 0;       // of the client list client_ came from
+  bool by_certificate_ = false;           // client_ came from a TLS client certificate
 };
+
+// The sessions each listener makes.
+std::shared_ptr<Session> make_tcp_session(asio::ip::tcp::socket socket, Server& server, std::string peer);
+std::shared_ptr<Session> make_unix_session(asio::local::stream_protocol::socket socket, Server& server, std::string peer);
 
 }  // namespace accountsd

@@ -7,14 +7,22 @@
 
 namespace accountsd::systemd {
 
-int inherited_listener() {
-  int count = sd_listen_fds(1);
-  if (count <= 0) return -1;
-  if (count > 1) throw std::runtime_error("socket activation passed " + std::to_string(count) + " sockets; accountsd uses one");
-  int fd = SD_LISTEN_FDS_START;
-  if (sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) <= 0)
-    throw std::runtime_error("socket activation passed a socket that is not a listening TCP socket");
-  return fd;
+std::vector<std::pair<int, std::string>> inherited_listeners() {
+  char** names = nullptr;
+  int count = sd_listen_fds_with_names(1, &names);
+  std::vector<std::pair<int, std::string>> sockets;
+  for (int i = 0; i < std::max(count, 0); ++i) {
+    int fd = SD_LISTEN_FDS_START + i;
+    std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
+    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+      throw std::runtime_error("socket activation passed a socket that is not a listening stream socket (" + name + ")");
+    sockets.emplace_back(fd, name);
+  }
+  if (names != nullptr) {
+    for (int i = 0; i < count; ++i) free(names[i]);
+    free(names);
+  }
+  return sockets;
 }
 
 void notify_ready(const std::string& status) { sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str()); }

@@ -5,12 +5,14 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace accountsd::systemd {
 
-// The listening socket systemd passed us (fd 3), or -1. Throws if more than one was passed or
-// it is not a listening TCP socket.
-int inherited_listener();
+// The listening sockets systemd passed us, with their FileDescriptorName= (socket activation);
+// empty without. Throws if one is not a listening stream socket.
+std::vector<std::pair<int, std::string>> inherited_listeners();
 
 void notify_ready(const std::string& status);
 void notify_status(const std::string& status);

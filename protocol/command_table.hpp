@@ -32,6 +32,9 @@ struct CommandSpec {
   int max_args;
   unsigned flags;
   std::string usage;  // e.g. "REGISTER <email> <password>"
+  // What a named client must be allowed to run it (docs/OPERATIONS.md, "Clients"): read, login,
+  // self_service, admin or monitor. Empty for the public commands (PING, HELP, QUIT, AUTH).
+  std::string category = {};
 };
 
 // What a connection is allowed at the moment a request arrives.

@@ -26,6 +26,7 @@ std::string_view code_name(Error code) {
     case Error::unavailable: return "UNAVAILABLE";
     case Error::loading: return "LOADING";
     case Error::fenced: return "FENCED";
+    case Error::forbidden: return "FORBIDDEN";
     case Error::internal: return "INTERNAL";
   }
   return "INTERNAL";

@@ -29,6 +29,7 @@ enum class Error {
   unavailable,
   loading,
   fenced,
+  forbidden,
   internal,
 };
 

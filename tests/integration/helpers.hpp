@@ -2,7 +2,9 @@
 // Protocol steps that many integration tests take, with Catch's assertions: a failed step stops
 // the test case and says what was asked and answered.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "support.hpp"
 
@@ -26,6 +28,17 @@ inline Registered register_account(Client& c, const std::string& email, const st
   INFO(reply);
   REQUIRE(starts_with(reply, "OK "));
   return {*field(reply, "id"), *field(reply, "token")};
+}
+
+// True once the daemon's log holds `text`, polling for up to `timeout`.
+inline bool wait_for_log(const Daemon& daemon, const std::string& text,
+                         std::chrono::seconds timeout = std::chrono::seconds(15)) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (daemon.log().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 }  // namespace testing

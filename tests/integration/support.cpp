@@ -37,7 +37,12 @@ std::string config_text(const Settings& overrides) {
   };
   for (const auto& [k, v] : overrides) settings[k] = v;
   std::map<std::string, std::vector<std::string>> sections;
+  std::string raw;
   for (const auto& [k, v] : settings) {
+    if (k.starts_with("raw")) {  // TOML text as it is, e.g. [[clients]] tables
+      raw += v + "\n";
+      continue;
+    }
     auto dot = k.find('.');
     sections[k.substr(0, dot)].push_back(k.substr(dot + 1) + " = " + v);
   }
@@ -46,7 +51,7 @@ std::string config_text(const Settings& overrides) {
     text += "[" + section + "]\n";
     for (const auto& l : lines) text += l + "\n";
   }
-  return text;
+  return text + raw;
 }
 
 }  // namespace

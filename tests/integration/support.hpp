@@ -12,7 +12,9 @@
 
 namespace testing {
 
-using Settings = std::map<std::string, std::string>;  // "section.key" -> TOML value text
+// "section.key" -> TOML value text; a key starting with "raw" holds TOML text added as it is
+// (for [[clients]] tables).
+using Settings = std::map<std::string, std::string>;
 // Environment variables for the daemon. One pseudo-variable is not exported but applied:
 // RLIMIT_NOFILE=N sets the daemon's soft and hard open-file limits to N.
 using Environment = std::map<std::string, std::string>;

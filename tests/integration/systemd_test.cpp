@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "helpers.hpp"
 #include "support.hpp"
 
 using namespace testing;
@@ -70,15 +71,6 @@ size_t count_containing(const std::vector<std::string>& messages, const std::str
   size_t n = 0;
   for (const auto& m : messages) n += m.find(what) != std::string::npos;
   return n;
-}
-
-bool wait_for_log(const Daemon& daemon, const std::string& text, std::chrono::seconds timeout = 15s) {
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (daemon.log().find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
 }
 
 }  // namespace
@@ -156,7 +148,7 @@ TEST_CASE("socket activation: a socket handed over by systemd-socket-activate is
   CHECK(client->call("REGISTER activated@example.com some-password").rfind("OK ", 0) == 0);
   std::ifstream log(dir + "/stderr.log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  CHECK(text.find("listening on 127.0.0.1:" + std::to_string(port) + " (socket from systemd)") != std::string::npos);
+  CHECK(text.find("listening on 127.0.0.1:" + std::to_string(port) + " (sockets from systemd)") != std::string::npos);
 
   kill(pid, SIGTERM);
   int status = 0;

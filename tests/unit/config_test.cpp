@@ -1,6 +1,8 @@
 // daemon/config: defaults, every key, and the errors an operator sees.
 #include <catch2/catch.hpp>
 
+#include "accounts/secrets.hpp"
+#include "daemon/clients.hpp"
 #include "daemon/config.hpp"
 
 using namespace accountsd;
@@ -157,4 +159,74 @@ TEST_CASE("config errors name the file, the key and the position", "[config]") {
 
 TEST_CASE("a missing file is an error, not defaults", "[config]") {
   CHECK_THROWS_AS(load_config("/nonexistent/accountsd.toml"), ConfigError);
+}
+
+TEST_CASE("[[clients]]: names, secrets as digests, allow lists, and the mistakes named", "[config][clients]") {
+  Config c = parse_config(R"(
+[auth]
+secret = "legacy"
+[[clients]]
+name = "web"
+secret_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+allow = ["read", "login"]
+[[clients]]
+name = "cert-only"
+allow = ["monitor"]
+)", "c.toml");
+  REQUIRE(c.clients.size() == 3);
+  CHECK(c.clients[0].name == "web");
+  CHECK(c.clients[0].secret == digest_secret("test"));  // the SHA-256 of "test"
+  CHECK(c.clients[0].allow == std::vector<std::string>{"read", "login"});
+  CHECK_FALSE(c.clients[1].secret);
+  CHECK(c.clients[2].name == "default");  // auth.secret
+  CHECK(c.clients[2].secret == digest_secret("legacy"));
+  CHECK(c.clients[2].allow == std::vector<std::string>{"all"});
+
+  auto error = [](const std::string& text) {
+    try {
+      parse_config(text, "c.toml");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error("[[clients]]\nallow = [\"read\"]\n").find("a client needs a name") != std::string::npos);
+  CHECK(error("[[clients]]\nname = \"a b\"\nallow = [\"read\"]\n").find("clients[0].name") != std::string::npos);
+  CHECK(error("[[clients]]\nname = \"a\"\n").find("needs an allow list") != std::string::npos);
+  CHECK(error("[[clients]]\nname = \"a\"\nsecret_sha256 = \"abc\"\nallow = [\"read\"]\n").find("64 hex digits") != std::string::npos);
+  CHECK(error("[[clients]]\nname = \"a\"\nsecret = \"plain\"\nallow = [\"read\"]\n").find("clients[0].secret (line 3") !=
+        std::string::npos);
+  CHECK(error("[[clients]]\nname = \"a\"\nallow = [\"read\"]\n[[clients]]\nname = \"a\"\nallow = [\"read\"]\n")
+            .find("two clients named a") != std::string::npos);
+  CHECK(error("[auth]\nsecret = \"x\"\n[[clients]]\nname = \"default\"\nallow = [\"read\"]\n").find("\"default\"") !=
+        std::string::npos);
+  CHECK(error("[[clients]]\nname = \"a\"\nsecret_file = \"/nonexistent/secret\"\nallow = [\"read\"]\n")
+            .find("cannot read /nonexistent/secret") != std::string::npos);
+  CHECK(error("[tls]\nlisten = \"127.0.0.1:0\"\n").find("tls.listen needs tls.cert_file and tls.key_file") !=
+        std::string::npos);
+  CHECK(error("[server]\nlisten = \"\"\n").find("nothing to listen on") != std::string::npos);
+  CHECK(error("[tls]\nmin_version = \"1.1\"\n").find("must be \"1.2\" or \"1.3\"") != std::string::npos);
+  CHECK(error("[server]\nunix_socket = \"relative.sock\"\n").find("absolute path") != std::string::npos);
+}
+
+TEST_CASE("client lists: rights by command and category, unknown words refused", "[clients]") {
+  accounts::init_secrets();
+  std::vector<std::string> commands = {"GET", "DELETE", "STATS", "PING"}, categories = {"read", "admin", "monitor", ""};
+  ClientList list({{"web", digest_secret("s"), {"read"}}, {"ops", digest_secret("t"), {"read", "DELETE"}}}, commands,
+                  categories);
+  CHECK(list.required());
+  auto web = list.authenticate("web", "s");
+  REQUIRE(web);
+  CHECK(web->allows(0));
+  CHECK_FALSE(web->allows(1));
+  CHECK_FALSE(web->allows(2));
+  auto ops = list.authenticate("ops", "t");
+  REQUIRE(ops);
+  CHECK(ops->allows(1));
+  CHECK_FALSE(list.authenticate("web", "t"));
+  CHECK_FALSE(list.authenticate("nobody", "s"));
+  CHECK_THROWS_AS(ClientList({{"x", std::nullopt, {"DELET"}}}, commands, categories), std::invalid_argument);
+  ClientList open({}, commands, categories);
+  CHECK_FALSE(open.required());
+  CHECK(open.anyone()->allows(1));
 }
