@@ -328,7 +328,7 @@ int run_daemon(const Config& config) {
   if (!writer) systemd::notify_ready(summary(server, service));
   asio::co_spawn(io, report_to_systemd(server, service), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
   for (auto& loop : server.accept_loops())
-    asio::co_spawn(io, std::move(loop), [](std::exception_ptr e) { log_failure("accept loop", e); });
+    asio::co_spawn(server.accept_executor(), std::move(loop), [](std::exception_ptr e) { log_failure("accept loop", e); });
 
   std::atomic<int> exit_status{0};
   std::atomic<bool> shutting_down{false};

@@ -43,7 +43,13 @@ void log_failure(const char* what, std::exception_ptr e) {
 }
 
 Server::Server(asio::io_context& io, const Config& config, const CommandTable& commands)
-    : io_(io), config_(config), commands_(commands), acceptor_(io), tls_acceptor_(io), unix_acceptor_(io) {}
+    : io_(io),
+      config_(config),
+      commands_(commands),
+      accept_strand_(asio::make_strand(io)),
+      acceptor_(io),
+      tls_acceptor_(io),
+      unix_acceptor_(io) {}
 
 Server::~Server() {
   if (unix_owned_) ::unlink(config_.server.unix_socket.c_str());
@@ -245,7 +251,7 @@ asio::awaitable<void> Server::refuse(Socket socket, std::string peer, std::strin
 
 void Server::stop() {
   stopping_.store(true, std::memory_order_release);
-  asio::post(io_, [this] {
+  asio::post(accept_strand_, [this] {
     asio::error_code ignored;
     acceptor_.close(ignored);
     tls_acceptor_.close(ignored);

@@ -6,6 +6,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <asio/strand.hpp>
 #include <atomic>
 #include <map>
 #include <optional>
@@ -47,8 +48,10 @@ class Server {
   void open(const std::vector<Inherited>& inherited = {});
   std::optional<asio::ip::tcp::endpoint> tcp_endpoint() const;
   std::optional<asio::ip::tcp::endpoint> tls_endpoint() const;
-  // One accept loop per listener; co_spawn each on the io_context.
+  // One accept loop per listener; co_spawn each on accept_executor(), the strand on which the
+  // acceptors are also closed (stop()), so that closing never races an accept being started.
   std::vector<asio::awaitable<void>> accept_loops();
+  asio::strand<asio::io_context::executor_type> accept_executor() const { return accept_strand_; }
 
   // Stops accepting and asks every session to finish its current request and close.
   void stop();
@@ -117,6 +120,7 @@ class Server {
   asio::io_context& io_;
   const Config& config_;
   const CommandTable& commands_;
+  asio::strand<asio::io_context::executor_type> accept_strand_;
   asio::ip::tcp::acceptor acceptor_;      // server.listen
   asio::ip::tcp::acceptor tls_acceptor_;  // tls.listen
   asio::local::stream_protocol::acceptor unix_acceptor_;
