@@ -128,43 +128,45 @@ int64_t UnknownEmailThrottles::wait_ms(const ThrottlePolicy& policy, uint64_t em
   return it == by_email_.end() ? 0 : it->second->second.wait_ms(policy, source, now);
 }
 
+namespace {
+
+// The entry of `key` in a bounded LRU list, moved to the front; a new one (`fresh`) when there is
+// none, for which the least recently touched entry is forgotten once `capacity` is reached.
+template <class Key, class Value>
+Value& touch(std::list<std::pair<Key, Value>>& lru,
+             std::unordered_map<Key, typename std::list<std::pair<Key, Value>>::iterator>& index, Key key,
+             size_t capacity, Value fresh) {
+  auto it = index.find(key);
+  if (it != index.end()) {
+    lru.splice(lru.begin(), lru, it->second);
+    return lru.front().second;
+  }
+  if (lru.size() >= capacity) {
+    index.erase(lru.back().first);
+    lru.pop_back();
+  }
+  lru.emplace_front(key, std::move(fresh));
+  index[key] = lru.begin();
+  return lru.front().second;
+}
+
+}  // namespace
+
 bool UnknownEmailThrottles::failed(const ThrottlePolicy& policy, uint64_t email, SourceKey source, int64_t now) {
   std::lock_guard lock(mutex_);
-  auto it = by_email_.find(email);
-  if (it != by_email_.end()) {
-    entries_.splice(entries_.begin(), entries_, it->second);
-  } else {
-    if (entries_.size() >= capacity_) {
-      by_email_.erase(entries_.back().first);
-      entries_.pop_back();
-    }
-    entries_.emplace_front(email, LoginThrottle{});
-    by_email_[email] = entries_.begin();
-  }
-  return entries_.front().second.failed(policy, source, now);
+  return touch(entries_, by_email_, email, capacity_, LoginThrottle{}).failed(policy, source, now);
 }
 
 int64_t AddressThrottles::wait_ms(SourceKey address, int64_t now) const {
   std::lock_guard lock(mutex_);
   auto it = by_address_.find(address);
-  if (it == by_address_.end() || it->second->locked_until_ms <= now) return 0;
-  return it->second->locked_until_ms - now;
+  if (it == by_address_.end() || it->second->second.locked_until_ms <= now) return 0;
+  return it->second->second.locked_until_ms - now;
 }
 
 bool AddressThrottles::failed(SourceKey address, int64_t window_ms, int64_t now) {
   std::lock_guard lock(mutex_);
-  auto it = by_address_.find(address);
-  if (it != by_address_.end()) {
-    entries_.splice(entries_.begin(), entries_, it->second);
-  } else {
-    if (entries_.size() >= capacity_) {
-      by_address_.erase(entries_.back().address);
-      entries_.pop_back();
-    }
-    entries_.push_front(Entry{address, 0, now, 0});
-    by_address_[address] = entries_.begin();
-  }
-  Entry& e = entries_.front();
+  Entry& e = touch(entries_, by_address_, address, capacity_, Entry{0, now, 0});
   if (now - e.started_ms > window_ms) {
     e.failures = 0;
     e.started_ms = now;

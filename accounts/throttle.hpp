@@ -96,12 +96,11 @@ class AddressThrottles {
 
  private:
   struct Entry {
-    SourceKey address;
     uint32_t failures;
     int64_t started_ms;
     int64_t locked_until_ms;
   };
-  using Lru = std::list<Entry>;
+  using Lru = std::list<std::pair<SourceKey, Entry>>;
   mutable std::mutex mutex_;
   size_t capacity_;
   uint32_t threshold_;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -92,11 +93,9 @@ int run_import(const Config& config, const ImportSettings& settings) {
   accounts::ImportOptions options{settings.firebase, accounts::now_ms()};
   std::unordered_map<std::string, uint64_t> emails;  // the line each was first seen on
   std::unordered_map<accounts::Uuid, uint64_t, accounts::UuidHash> ids;
-  if (settings.file != "-") {  // sized once from the file (~150 bytes a line), not grown step by step
-    file_stream.seekg(0, std::ios::end);
-    auto bytes = static_cast<size_t>(std::max<std::streamoff>(0, file_stream.tellg()));
-    file_stream.seekg(0);
-    emails.reserve(bytes / 150);
+  std::error_code size_error;  // a pipe or process substitution has no size: the maps just grow
+  if (auto bytes = settings.file == "-" ? 0 : std::filesystem::file_size(settings.file, size_error); !size_error) {
+    emails.reserve(bytes / 150);  // sized once (~150 bytes a line), not rehashed step by step
     ids.reserve(bytes / 150);
   }
   bool database_empty = import->existing() == 0;

@@ -205,8 +205,11 @@ TEST_CASE("export then import round-trips every field, and the accounts still lo
   INFO(output);
   REQUIRE(status == 0);
   CHECK(output.find("3 accounts written") != std::string::npos);
-  std::tie(status, output) = run_accountsd(two, "import " + exported);
+  // Through a pipe, as `jq ... | accountsd import /dev/stdin` would: a file without a size.
+  std::tie(status, output) = run_accountsd(two, "import /dev/stdin", "cat " + exported);
+  INFO(output);
   REQUIRE(status == 0);
+  CHECK(output.find("3 accounts imported from /dev/stdin") != std::string::npos);
   std::string again = exported + ".again";
   std::tie(status, output) = run_accountsd(two, "export " + again);
   REQUIRE(status == 0);

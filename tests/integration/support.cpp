@@ -136,12 +136,14 @@ void seed(const PgServer& pg, const std::string& email) {
   if (daemon.stop() != 0) throw std::runtime_error("seeding daemon did not stop cleanly");
 }
 
-std::pair<int, std::string> run_accountsd(const Settings& overrides, const std::string& arguments) {
+std::pair<int, std::string> run_accountsd(const Settings& overrides, const std::string& arguments,
+                                          const std::string& piped_from) {
   char pattern[] = "/tmp/accountsd-tool-XXXXXX";
   if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
   std::string dir = pattern;
   std::ofstream(dir + "/config.toml") << config_text(overrides);
-  std::string command = std::string(ACCOUNTSD_BINARY) + " --config " + dir + "/config.toml " + arguments + " 2>&1";
+  std::string command = (piped_from.empty() ? "" : piped_from + " | ") + std::string(ACCOUNTSD_BINARY) + " --config " +
+                        dir + "/config.toml " + arguments + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
   std::string output;

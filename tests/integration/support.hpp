@@ -56,7 +56,9 @@ void seed(const PgServer& pg, const std::string& email);
 
 // Runs `accountsd --config <overrides> ARGUMENTS` (a subcommand such as import) to its end;
 // returns its exit status and its stdout and stderr together.
-std::pair<int, std::string> run_accountsd(const Settings& overrides, const std::string& arguments);
+// `piped_from`: a shell command whose output becomes accountsd's standard input ("" = none).
+std::pair<int, std::string> run_accountsd(const Settings& overrides, const std::string& arguments,
+                                          const std::string& piped_from = "");
 
 // Runs accountsd with `overrides` until it exits by itself; returns its exit status and log.
 std::pair<int, std::string> run_to_exit(const Settings& overrides, std::chrono::seconds timeout = std::chrono::seconds(60));
