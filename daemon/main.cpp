@@ -3,7 +3,9 @@
 
 #include <filesystem>
 #include <iostream>
+#include <iterator>
 
+#include "daemon/clients.hpp"
 #include "daemon/config.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/logging.hpp"
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
   auto* export_command = app.add_subcommand(
       "export", "Write every account, with its password hash, as JSON lines (the import format); works while the daemon runs");
   export_command->add_option("file", export_file, "The file to write; - for standard output")->required();
+  auto* digest_command = app.add_subcommand(
+      "digest-secret", "Read a client secret on standard input and print the SHA-256 that [[clients]] secret_sha256 takes");
   app.require_subcommand(0, 1);
   try {
     app.parse(argc, argv);
@@ -60,6 +64,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (digest_command->parsed()) {
+    std::string secret((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();  // as secret_file does
+    if (secret.empty()) {
+      std::cerr << "accountsd digest-secret: no secret on standard input\n";
+      return 2;
+    }
+    std::cout << accountsd::digest_hex(accountsd::digest_secret(secret)) << '\n';
+    return 0;
+  }
   if (import_command->parsed() || export_command->parsed()) {
     accountsd::init_logging("warn");
     if (!firebase.signer_key.empty()) import.firebase = firebase;

@@ -19,6 +19,13 @@ std::string sha256(const std::string& secret) {
   return run_command("printf '%s' '" + secret + "' | sha256sum | cut -c1-64").substr(0, 64);
 }
 
+// What `accountsd digest-secret` prints for `secret` (given with a trailing newline, as echo does).
+std::string digest_secret_tool(const std::string& secret) {
+  auto [status, out] = run_accountsd({}, "digest-secret", "echo '" + secret + "'");
+  REQUIRE(status == 0);
+  return out.substr(0, 64);
+}
+
 std::string client_table(const std::string& name, const std::string& secret, const std::string& allow) {
   return "[[clients]]\nname = \"" + name + "\"\nsecret_sha256 = \"" + sha256(secret) + "\"\nallow = [" + allow + "]\n";
 }
@@ -56,6 +63,12 @@ TEST_CASE("clients: each may run only its categories, and the refusal has its ow
   CHECK(guesser.call("AUTH web wrong") == "ERR AUTH_FAILED wrong credential");
   CHECK(guesser.call("AUTH nosuch web-secret") == "ERR AUTH_FAILED wrong credential");
   CHECK(guesser.call("AUTH web-secret") == "ERR AUTH_FAILED wrong credential");  // "default" does not exist here
+}
+
+TEST_CASE("clients: accountsd digest-secret prints what sha256sum does for the secret", "[clients]") {
+  CHECK(digest_secret_tool("web-secret") == sha256("web-secret"));
+  auto [status, out] = run_accountsd({}, "digest-secret", "printf ''");
+  CHECK(status == 2);
 }
 
 TEST_CASE("clients: secrets from a file and from systemd's credentials directory", "[clients]") {
