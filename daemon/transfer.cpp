@@ -1,5 +1,6 @@
 #include "daemon/transfer.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -192,6 +193,8 @@ int run_export(const Config& config, const std::string& file) {
   std::ostream* out = &std::cout;
   std::string temporary;
   if (file != "-") {
+    // The file holds every password hash: only its owner may read it, whatever the umask.
+    ::umask(077);
     // Written beside the target and renamed at the end: a failed export leaves no half file.
     temporary = file + ".partial";
     file_stream.open(temporary, std::ios::binary | std::ios::trunc);

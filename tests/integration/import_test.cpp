@@ -1,6 +1,8 @@
 // Importing users with the password hashes of other systems, and exporting them (issue 14).
 // The hashes come from tools that are not accountsd (tests/vectors/make_hash_vectors.py: passlib,
 // bcrypt, argon2-cffi, mkpasswd, hashlib.scrypt with openssl enc).
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -205,6 +207,9 @@ TEST_CASE("export then import round-trips every field, and the accounts still lo
   INFO(output);
   REQUIRE(status == 0);
   CHECK(output.find("3 accounts written") != std::string::npos);
+  struct stat info {};
+  REQUIRE(stat(exported.c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0600);  // it holds every password hash
   // Through a pipe, as `jq ... | accountsd import /dev/stdin` would: a file without a size.
   std::tie(status, output) = run_accountsd(two, "import /dev/stdin", "cat " + exported);
   INFO(output);
