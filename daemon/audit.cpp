@@ -35,9 +35,19 @@ std::string reply_field(const protocol::Reply& reply, std::string_view key) {
 
 Audit::Audit() : journald_(std::getenv("JOURNAL_STREAM") != nullptr) {}
 
+LogLimiter& Audit::limiter(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  auto it = limiters_.find(name);
+  if (it == limiters_.end()) it = limiters_.emplace(std::string(name), std::make_unique<LogLimiter>(kPerSecond)).first;
+  return *it->second;
+}
+
 void Audit::event(std::string_view name, const Fields& fields) {
+  uint64_t suppressed = 0;
+  if (!limiter(name).allow(suppressed)) return;
   std::string line = "audit: event=" + std::string(name);
   for (const auto& [key, value] : fields) line += " " + std::string(key) + "=" + clean(value);
+  if (suppressed > 0) line += " suppressed=" + std::to_string(suppressed);
   if (!journald_) {
     spdlog::info("{}", line);
     return;
@@ -45,6 +55,7 @@ void Audit::event(std::string_view name, const Fields& fields) {
   std::vector<std::string> entries = {"MESSAGE=" + line, "PRIORITY=5", "SYSLOG_IDENTIFIER=accountsd",
                                       "ACCOUNTSD_EVENT=" + std::string(name)};
   for (const auto& [key, value] : fields) entries.push_back(upper(key) + "=" + clean(value));
+  if (suppressed > 0) entries.push_back("ACCOUNTSD_SUPPRESSED=" + std::to_string(suppressed));
   std::vector<iovec> vectors;
   for (auto& e : entries) vectors.push_back(iovec{e.data(), e.size()});
   sd_journal_sendv(vectors.data(), static_cast<int>(vectors.size()));

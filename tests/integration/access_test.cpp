@@ -198,3 +198,24 @@ TEST_CASE("audit: security events are logged with client, account and address, a
                                     "third password", "wrong-password-1", token, account.token})
     CHECK(log.find(secret) == std::string::npos);
 }
+
+TEST_CASE("audit: a flood of LOCKED logins cannot grow the log without bound", "[audit][security]") {
+  Daemon daemon(Settings{{"accounts.address_failures", "1"}});
+  Client c(daemon.port());
+  c.call("LOGIN flood@example.com guess 203.0.113.99");  // locks the address out
+  // Each LOCKED reply is cheap for the attacker (no hashing): 3000 of them, pipelined.
+  std::string burst;
+  for (int i = 0; i < 3000; ++i) burst += "LOGIN flood@example.com guess 203.0.113.99\n";
+  c.send(burst);
+  for (int i = 0; i < 3000; ++i) REQUIRE(starts_with(c.line(), "ERR LOCKED "));
+  std::string log = daemon.log();
+  size_t lines = 0;
+  for (size_t at = log.find("event=address_throttled"); at != std::string::npos; at = log.find("event=address_throttled", at + 1))
+    ++lines;
+  CHECK(lines >= 1);
+  CHECK(lines < 3000);  // bounded per second; the count of those left out follows
+  c.call("PING");
+  std::this_thread::sleep_for(1100ms);
+  c.call("LOGIN flood@example.com guess 203.0.113.99");
+  CHECK(wait_for_log(daemon, " suppressed="));
+}
