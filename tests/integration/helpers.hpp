@@ -30,6 +30,14 @@ inline Registered register_account(Client& c, const std::string& email, const st
   return {*field(reply, "id"), *field(reply, "token")};
 }
 
+// The port the daemon logged right after `marker` (e.g. "TLS listening on 127.0.0.1:").
+inline int logged_port(const Daemon& daemon, const std::string& marker) {
+  std::string log = daemon.log();
+  auto at = log.find(marker);
+  REQUIRE(at != std::string::npos);
+  return std::stoi(log.substr(at + marker.size()));
+}
+
 // True once the daemon's log holds `text`, polling for up to `timeout`.
 inline bool wait_for_log(const Daemon& daemon, const std::string& text,
                          std::chrono::seconds timeout = std::chrono::seconds(15)) {

@@ -22,13 +22,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int metrics_port(const Daemon& daemon) {
-  std::string log = daemon.log();
-  const std::string marker = "metrics on http://127.0.0.1:";
-  auto at = log.find(marker);
-  REQUIRE(at != std::string::npos);
-  return std::stoi(log.substr(at + marker.size()));
-}
+int metrics_port(const Daemon& daemon) { return logged_port(daemon, "metrics on http://127.0.0.1:"); }
 
 // The exposition as curl fetched it; promtool must find it well formed (it also lints names).
 std::string scrape(int port) {

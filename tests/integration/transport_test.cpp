@@ -49,13 +49,7 @@ class Pki {
   std::string dir;
 };
 
-int tls_port(const Daemon& daemon) {
-  std::string log = daemon.log();
-  const std::string marker = "TLS listening on 127.0.0.1:";
-  auto at = log.find(marker);
-  REQUIRE(at != std::string::npos);
-  return std::stoi(log.substr(at + marker.size()));
-}
+int tls_port(const Daemon& daemon) { return logged_port(daemon, "TLS listening on 127.0.0.1:"); }
 
 // `requests` sent through openssl s_client; its output (stdout and stderr) and exit status.
 std::pair<int, std::string> s_client(int port, const std::string& requests, const std::string& options) {

@@ -182,31 +182,23 @@ allow = ["monitor"]
   CHECK(c.clients[2].secret == digest_secret("legacy"));
   CHECK(c.clients[2].allow == std::vector<std::string>{"all"});
 
-  auto error = [](const std::string& text) {
-    try {
-      parse_config(text, "c.toml");
-    } catch (const ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(error("[[clients]]\nallow = [\"read\"]\n").find("a client needs a name") != std::string::npos);
-  CHECK(error("[[clients]]\nname = \"a b\"\nallow = [\"read\"]\n").find("clients[0].name") != std::string::npos);
-  CHECK(error("[[clients]]\nname = \"a\"\n").find("needs an allow list") != std::string::npos);
-  CHECK(error("[[clients]]\nname = \"a\"\nsecret_sha256 = \"abc\"\nallow = [\"read\"]\n").find("64 hex digits") != std::string::npos);
-  CHECK(error("[[clients]]\nname = \"a\"\nsecret = \"plain\"\nallow = [\"read\"]\n").find("clients[0].secret (line 3") !=
+  CHECK(error_of("[[clients]]\nallow = [\"read\"]\n").find("a client needs a name") != std::string::npos);
+  CHECK(error_of("[[clients]]\nname = \"a b\"\nallow = [\"read\"]\n").find("clients[0].name") != std::string::npos);
+  CHECK(error_of("[[clients]]\nname = \"a\"\n").find("needs an allow list") != std::string::npos);
+  CHECK(error_of("[[clients]]\nname = \"a\"\nsecret_sha256 = \"abc\"\nallow = [\"read\"]\n").find("64 hex digits") != std::string::npos);
+  CHECK(error_of("[[clients]]\nname = \"a\"\nsecret = \"plain\"\nallow = [\"read\"]\n").find("clients[0].secret (line 3") !=
         std::string::npos);
-  CHECK(error("[[clients]]\nname = \"a\"\nallow = [\"read\"]\n[[clients]]\nname = \"a\"\nallow = [\"read\"]\n")
+  CHECK(error_of("[[clients]]\nname = \"a\"\nallow = [\"read\"]\n[[clients]]\nname = \"a\"\nallow = [\"read\"]\n")
             .find("two clients named a") != std::string::npos);
-  CHECK(error("[auth]\nsecret = \"x\"\n[[clients]]\nname = \"default\"\nallow = [\"read\"]\n").find("\"default\"") !=
+  CHECK(error_of("[auth]\nsecret = \"x\"\n[[clients]]\nname = \"default\"\nallow = [\"read\"]\n").find("\"default\"") !=
         std::string::npos);
-  CHECK(error("[[clients]]\nname = \"a\"\nsecret_file = \"/nonexistent/secret\"\nallow = [\"read\"]\n")
+  CHECK(error_of("[[clients]]\nname = \"a\"\nsecret_file = \"/nonexistent/secret\"\nallow = [\"read\"]\n")
             .find("cannot read /nonexistent/secret") != std::string::npos);
-  CHECK(error("[tls]\nlisten = \"127.0.0.1:0\"\n").find("tls.listen needs tls.cert_file and tls.key_file") !=
+  CHECK(error_of("[tls]\nlisten = \"127.0.0.1:0\"\n").find("tls.listen needs tls.cert_file and tls.key_file") !=
         std::string::npos);
-  CHECK(error("[server]\nlisten = \"\"\n").find("nothing to listen on") != std::string::npos);
-  CHECK(error("[tls]\nmin_version = \"1.1\"\n").find("must be \"1.2\" or \"1.3\"") != std::string::npos);
-  CHECK(error("[server]\nunix_socket = \"relative.sock\"\n").find("absolute path") != std::string::npos);
+  CHECK(error_of("[server]\nlisten = \"\"\n").find("nothing to listen on") != std::string::npos);
+  CHECK(error_of("[tls]\nmin_version = \"1.1\"\n").find("must be \"1.2\" or \"1.3\"") != std::string::npos);
+  CHECK(error_of("[server]\nunix_socket = \"relative.sock\"\n").find("absolute path") != std::string::npos);
 }
 
 TEST_CASE("client lists: rights by command and category, unknown words refused", "[clients]") {
