@@ -30,14 +30,6 @@ inline Registered register_account(Client& c, const std::string& email, const st
   return {*field(reply, "id"), *field(reply, "token")};
 }
 
-// The port the daemon logged right after `marker` (e.g. "TLS listening on 127.0.0.1:").
-inline int logged_port(const Daemon& daemon, const std::string& marker) {
-  std::string log = daemon.log();
-  auto at = log.find(marker);
-  REQUIRE(at != std::string::npos);
-  return std::stoi(log.substr(at + marker.size()));
-}
-
 // True once the daemon's log holds `text`, polling for up to `timeout`.
 inline bool wait_for_log(const Daemon& daemon, const std::string& text,
                          std::chrono::seconds timeout = std::chrono::seconds(15)) {
@@ -47,6 +39,15 @@ inline bool wait_for_log(const Daemon& daemon, const std::string& text,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
+}
+
+// The port the daemon logged right after `marker` (e.g. "TLS listening on 127.0.0.1:"). The
+// Daemon is started once the plain listener is logged; other listeners are logged a moment
+// later, so this waits for the line rather than reading the log once.
+inline int logged_port(const Daemon& daemon, const std::string& marker) {
+  REQUIRE(wait_for_log(daemon, marker));
+  std::string log = daemon.log();
+  return std::stoi(log.substr(log.find(marker) + marker.size()));
 }
 
 }  // namespace testing
