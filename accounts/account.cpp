@@ -31,6 +31,22 @@ void Account::publish(AccountRecord next, Presence presence) {
   presence_ = presence;
 }
 
+std::pair<Account::Presence, AccountRecord> Account::committed() const {
+  std::lock_guard guard(lock_);
+  return {presence_, record_};
+}
+
+Account::Sessions Account::sessions_copy() const {
+  std::lock_guard guard(lock_);
+  return sessions_ ? *sessions_ : Sessions();
+}
+
+void Account::replace_sessions(Sessions sessions) {
+  auto fresh = sessions.empty() ? nullptr : std::make_unique<Sessions>(std::move(sessions));
+  std::lock_guard guard(lock_);
+  sessions_.swap(fresh);
+}
+
 void Account::publish_presence(Presence presence) {
   std::lock_guard guard(lock_);
   presence_ = presence;

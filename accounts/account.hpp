@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "accounts/completion.hpp"
@@ -56,6 +57,8 @@ class Account : public std::enable_shared_from_this<Account> {
   // Actor only: the committed record and presence, read without the lock (only the actor writes).
   const AccountRecord& record() const { return record_; }
   Presence presence() const { return presence_; }
+  // Any thread: a copy of the presence and committed record, taken under the lock.
+  std::pair<Presence, AccountRecord> committed() const;
   // Actor only: makes `next` the committed record that readers see from now on.
   void publish(AccountRecord next, Presence presence = Presence::live);
   void publish_presence(Presence presence);
@@ -81,6 +84,11 @@ class Account : public std::enable_shared_from_this<Account> {
     return *sessions_;
   }
   const Sessions* existing_sessions() const { return sessions_.get(); }
+  // Any thread: a copy of the list, under the lock. And the replica's follower, which is the only
+  // writer of a replica's accounts, replaces the list under the lock, so that an actor listing
+  // the sessions meanwhile sees one list or the other.
+  Sessions sessions_copy() const;
+  void replace_sessions(Sessions sessions);
 
  private:
   struct Message;

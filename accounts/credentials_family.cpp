@@ -71,7 +71,7 @@ asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, c
 }
 
 asio::awaitable<Reply> AccountService::login(std::string email, std::string password, std::string source) {
-  OnLogin view = [](Account& a) -> asio::awaitable<Reply> { co_return view_of(a.record()); };
+  OnLogin view = [](Account&, const AccountRecord& record) -> asio::awaitable<Reply> { co_return view_of(record); };
   co_return co_await login_and(std::move(email), std::move(password), std::move(source), std::move(view));
 }
 
@@ -86,20 +86,22 @@ asio::awaitable<Reply> AccountService::login_and(std::string email, std::string 
 
   Account::Job job = [this, email = *checked.normalized, password = std::move(password), from,
                       then = std::move(then)](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live || a.record().email != email)
+    // A copy taken under the account's lock: on a replica the follower, not this actor, changes
+    // the record (AccountService::apply), and it may do so while this login waits for the pool.
+    auto [presence, record] = a.committed();
+    if (presence != Account::Presence::live || record.email != email)
       co_return co_await login_unknown(email, password, from);
-    if (auto refusal = co_await check_login(a, password, from)) co_return *refusal;
-    co_return co_await then(a);
+    if (auto refusal = co_await check_login(a, record, password, from)) co_return *refusal;
+    co_return co_await then(a, a.committed().second);  // after a re-hash, the new version
   };
   co_return co_await account->ask(executor_, std::move(job));
 }
 
-asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a, const std::string& password,
-                                                                      SourceKey from) {
+asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a, std::string stored,
+                                                                      const std::string& password, SourceKey from) {
   auto policy = throttle_policy();
   if (const auto* throttle = a.existing_throttle())
     if (int64_t wait = throttle->wait_ms(policy, from, now_ms())) co_return locked(wait);
-  const std::string stored = a.record().password_hash.text();  // a named local: see completion.hpp on g++ 12
   auto verified = co_await verify_presented(stored, password);
   if (!verified) co_return busy();
   if (!*verified) {
@@ -109,25 +111,26 @@ asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a
   co_return std::nullopt;
 }
 
-asio::awaitable<std::optional<Reply>> AccountService::check_login(Account& a, const std::string& password,
-                                                                  SourceKey from) {
-  if (auto refusal = co_await check_presented(a, password, from)) co_return refusal;
+asio::awaitable<std::optional<Reply>> AccountService::check_login(Account& a, const AccountRecord& record,
+                                                                  const std::string& password, SourceKey from) {
+  if (auto refusal = co_await check_presented(a, record.password_hash.text(), password, from)) co_return refusal;
   a.throttle().succeeded(from);
 
   // The hash settings changed since this password was stored: upgrade it now that we know it,
   // whatever the account's state (so no account keeps an old cost for good). The new hash costs
-  // what the dummy verification of a failed attempt costs.
-  if (needs_rehash(a.record().password_hash.text(), settings_.hash)) {
-    if (a.in_doubt()) {
+  // what the dummy verification of a failed attempt costs. A replica writes nothing: the upgrade
+  // waits for a login on the primary.
+  if (needs_rehash(record.password_hash.text(), settings_.hash)) {
+    if (a.in_doubt() || read_only()) {
       if (!co_await verify_on_pool(dummy_hash_, password)) co_return busy();
     } else if (auto fresh = co_await hash_on_pool(password)) {
-      AccountRecord next = a.record();
+      AccountRecord next = record;
       next.password_hash = PasswordHash(*fresh);
       if (!co_await commit(a, Action::login, std::move(next))) co_return unavailable();
     }
   }
-  auto t = transition(a.record().state, Action::login, a.record().confirmed_ms != 0);
-  if (!t.allowed) co_return refused(t, a.record().state);
+  auto t = transition(record.state, Action::login, record.confirmed_ms != 0);
+  if (!t.allowed) co_return refused(t, record.state);
   co_return std::nullopt;
 }
 
@@ -147,7 +150,8 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
                       from = source_key(source), keep](Account& a) -> asio::awaitable<Reply> {
     if (auto refused = unchangeable(a)) co_return *refused;
     // A wrong old password is a failed login: the same throttle, so this is no side door for guessing.
-    if (auto refusal = co_await check_presented(a, old_password, from)) co_return *refusal;
+    if (auto refusal = co_await check_presented(a, a.record().password_hash.text(), old_password, from))
+      co_return *refusal;
     auto hash = co_await hash_on_pool(new_password);
     if (!hash) co_return busy();
     AccountRecord next = a.record();

@@ -78,6 +78,13 @@ void AccountIndex::erase_id(const Uuid& id) { maps_->ids.erase(id); }
 
 void AccountIndex::erase_email(const std::string& email) { maps_->emails.erase(email); }
 
+std::vector<Uuid> AccountIndex::all_ids() const {
+  std::vector<Uuid> ids;
+  ids.reserve(maps_->ids.size());
+  for (auto it = maps_->ids.begin(); it != maps_->ids.end(); ++it) ids.push_back(it->first);
+  return ids;
+}
+
 size_t AccountIndex::id_count() const { return maps_->ids.size(); }
 size_t AccountIndex::email_count() const { return maps_->emails.size(); }
 

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "accounts/function_ref.hpp"
 #include "accounts/uuid.hpp"
@@ -41,6 +42,10 @@ class AccountIndex {
   // Only the account an entry points to removes it, from inside its actor.
   void erase_id(const Uuid& id);
   void erase_email(const std::string& email);
+
+  // Every id in the index. Only while no other thread inserts or erases: a replica's follower,
+  // which is the only writer there, before a full reload.
+  std::vector<Uuid> all_ids() const;
 
   size_t id_count() const;
   size_t email_count() const;

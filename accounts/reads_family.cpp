@@ -15,23 +15,27 @@ using namespace replies;
 asio::awaitable<Reply> AccountService::get(std::string_view id_text) {
   auto id = Uuid::parse(id_text);
   if (!id) co_return malformed_id();
-  auto reply = Reply::ok();
-  bool shown = false;
-  index_->visit_id(*id, [&](const Account& account) { shown = account.add_view_to(reply); });
-  if (!shown) co_return not_found();
-  co_return reply;
+  co_return consistent([&] {
+    auto reply = Reply::ok();
+    bool shown = false;
+    index_->visit_id(*id, [&](const Account& account) { shown = account.add_view_to(reply); });
+    if (!shown) return not_found();
+    return reply;
+  });
 }
 
 asio::awaitable<Reply> AccountService::find(std::string_view email) {
   auto checked = check_email(email);
   if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
-  auto reply = Reply::ok();
-  bool shown = false;
-  // The index may point at an account whose move to this address is not committed yet.
-  index_->visit_email(*checked.normalized,
-                      [&](const Account& account) { shown = account.add_view_to(reply, *checked.normalized); });
-  if (!shown) co_return not_found();
-  co_return reply;
+  co_return consistent([&] {
+    auto reply = Reply::ok();
+    bool shown = false;
+    // The index may point at an account whose move to this address is not committed yet.
+    index_->visit_email(*checked.normalized,
+                        [&](const Account& account) { shown = account.add_view_to(reply, *checked.normalized); });
+    if (!shown) return not_found();
+    return reply;
+  });
 }
 
 }  // namespace accounts

@@ -12,10 +12,12 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "accounts/account.hpp"
 #include "accounts/durability.hpp"
+#include "accounts/follow.hpp"
 #include "accounts/index.hpp"
 #include "accounts/lifecycle.hpp"
 #include "accounts/password_pool.hpp"
@@ -102,12 +104,38 @@ class AccountService {
   void stage(SessionRow&& row);
   void install_sessions();
 
+  // Replication (follow.cpp). A replica's accounts change only through apply(), on the follower's
+  // thread, which is then their only writer: it makes memory agree with the unit (the database at
+  // one change-log position), and GET, FIND and WHOAMI see memory before the unit or after it,
+  // never half-way. Throws, naming the account and why, when memory cannot take the unit; the
+  // follower then reloads everything. Its thread holds an IndexThread.
+  void apply(FollowUnit&& unit);
+  // A read-only node (a replica) writes nothing: LOGIN skips the re-hash, and the sweep is off.
+  void set_read_only(bool on) { read_only_.store(on, std::memory_order_release); }
+  bool read_only() const { return read_only_.load(std::memory_order_acquire); }
+
  private:
   struct Target {  // an account found by id, or the reply that says why not
     std::shared_ptr<Account> account;
     std::optional<Reply> error;
   };
   Target find_by_id(std::string_view id_text) const;
+  // Runs `read` until no apply() overlapped it (a seqlock: on a primary, two loads).
+  template <class Read>
+  auto consistent(Read&& read) const {
+    while (true) {
+      uint64_t before = apply_seq_.load(std::memory_order_acquire);
+      if (before & 1) {
+        std::this_thread::yield();
+        continue;
+      }
+      auto result = read();
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (apply_seq_.load(std::memory_order_relaxed) == before) return result;
+    }
+  }
+  // Makes `a`'s sessions those of `rows` (the follower, under the account's lock).
+  void reconcile_sessions(Account& a, const std::vector<const SessionRow*>& rows);
   asio::awaitable<Reply> move_state(std::string id, Action action);
 
   asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);
@@ -121,13 +149,16 @@ class AccountService {
   asio::awaitable<Reply> login_unknown(const std::string& email, const std::string& password, SourceKey source);
   // Inside the actor: the throttle's verdict for `from`, then `password` against the account's
   // hash, a wrong one counted as a failed login. nullopt: the password is right.
-  asio::awaitable<std::optional<Reply>> check_presented(Account& a, const std::string& password, SourceKey from);
+  asio::awaitable<std::optional<Reply>> check_presented(Account& a, std::string stored_hash, const std::string& password,
+                                                        SourceKey from);
   // Inside the actor: everything LOGIN checks (throttle, password, re-hash, state). nullopt: the
   // login succeeded; otherwise the reply that refuses it.
-  asio::awaitable<std::optional<Reply>> check_login(Account& a, const std::string& password, SourceKey from);
+  // `record` is the account's committed record as the login found it.
+  asio::awaitable<std::optional<Reply>> check_login(Account& a, const AccountRecord& record, const std::string& password,
+                                                    SourceKey from);
   // LOGIN's whole path, then `then` inside the actor once the login succeeded (LOGIN: the view;
   // LOGIN_SESSION: a new session).
-  using OnLogin = std::function<asio::awaitable<Reply>(Account&)>;
+  using OnLogin = std::function<asio::awaitable<Reply>(Account&, const AccountRecord&)>;
   asio::awaitable<Reply> login_and(std::string email, std::string password, std::string source, OnLogin then);
   // Inside the actor, once the change that ends them committed: the sessions named stop working.
   void end_sessions(Account& a, const std::vector<Uuid>& ids);
@@ -168,6 +199,8 @@ class AccountService {
   std::atomic<uint64_t> lockouts_{0};
   std::atomic<int64_t> in_doubt_{0};
   std::vector<SessionRow> staged_sessions_;
+  std::atomic<uint64_t> apply_seq_{0};  // odd while apply() runs
+  std::atomic<bool> read_only_{false};
   SessionIndex sessions_;
 };
 

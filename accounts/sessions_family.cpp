@@ -63,7 +63,9 @@ asio::awaitable<Reply> AccountService::login_session(std::string email, std::str
                                                      std::string label) {
   if (label.size() > kMaxLabel)
     co_return Reply::error(Error::bad_request, "label must be at most " + std::to_string(kMaxLabel) + " bytes");
-  OnLogin open = [this, source, label = std::move(label)](Account& a) { return open_session(a, source, label); };
+  OnLogin open = [this, source, label = std::move(label)](Account& a, const AccountRecord&) {
+    return open_session(a, source, label);
+  };
   co_return co_await login_and(std::move(email), std::move(password), std::move(source), std::move(open));
 }
 
@@ -97,16 +99,19 @@ asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
   if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
   int64_t now = now_ms();
   int64_t idle = settings_.session_idle_s * 1000;
-  auto reply = Reply::ok();
-  bool valid = false;
-  sessions_.visit(digest_token(token), [&](Session& session) {
-    if (!session.valid(now, idle) || !session.account->add_view_to(reply)) return;
-    session.used(now);  // the sweep writes it, lazily
-    reply.field("session", session.id.text().view()).field("expires", time_text(session.expiry(idle)).view());
-    valid = true;
+  auto digest = digest_token(token);
+  co_return consistent([&] {
+    auto reply = Reply::ok();
+    bool valid = false;
+    sessions_.visit(digest, [&](Session& session) {
+      if (!session.valid(now, idle) || !session.account->add_view_to(reply)) return;
+      session.used(now);  // the sweep writes it, lazily
+      reply.field("session", session.id.text().view()).field("expires", time_text(session.expiry(idle)).view());
+      valid = true;
+    });
+    if (!valid) return invalid_session();
+    return reply;
   });
-  if (!valid) co_return invalid_session();
-  co_return reply;
 }
 
 asio::awaitable<Reply> AccountService::logout(std::string token) {
@@ -157,12 +162,14 @@ asio::awaitable<Reply> AccountService::list_sessions(std::string id) {
   auto target = find_by_id(id);
   if (target.error) co_return *target.error;
   Account::Job job = [this](Account& a) -> asio::awaitable<Reply> {
-    if (a.presence() != Account::Presence::live) co_return not_found();
+    // Copies: on a replica the follower changes both while this actor runs.
+    auto [presence, record] = a.committed();
+    if (presence != Account::Presence::live) co_return not_found();
     int64_t now = now_ms(), idle = settings_.session_idle_s * 1000;
-    auto reply = Reply::ok().field("id", a.record().id.to_string());
+    auto reply = Reply::ok().field("id", record.id.to_string());
     int64_t n = 0;
-    if (const auto* list = a.existing_sessions()) {
-      for (const auto& s : *list) {
+    {
+      for (const auto& s : a.sessions_copy()) {
         if (!s->valid(now, idle)) continue;  // expired, not yet swept
         std::string p = "s" + std::to_string(++n) + ".";
         reply.field(p + "id", s->id.to_string())
