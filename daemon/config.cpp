@@ -160,6 +160,21 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
       {"database.lease_timeout_ms",
        integer_into([](Config& c) -> auto& { return c.database.lease_timeout_ms; }, 500, 60'000)},
       {"database.write_timeout_s", integer_into([](Config& c) -> auto& { return c.database.write_timeout_s; }, 1, 3600)},
+      {"replication.enabled",
+       [](Loader& l, const std::string& key, const toml::node& node) { l.config.replication.enabled = l.boolean(key, node); }},
+      {"replication.promote",
+       [](Loader& l, const std::string& key, const toml::node& node) { l.config.replication.promote = l.boolean(key, node); }},
+      {"replication.advertise",
+       [](Loader& l, const std::string& key, const toml::node& node) {
+         std::string address = l.string(key, node);
+         auto colon = address.rfind(':');
+         if (colon == std::string::npos || colon == 0 || colon + 1 == address.size() || address.size() > 255 ||
+             address.find_first_of(" \t\r\n") != std::string::npos)
+           l.fail(key, node, "must be HOST:PORT, the address clients reach this node's protocol at");
+         l.config.replication.advertise = address;
+       }},
+      {"replication.log_retention_s",
+       integer_into([](Config& c) -> auto& { return c.replication.log_retention_s; }, 60, 30 * kDay)},
       {"accounts.min_password_length",
        integer_into([](Config& c) -> auto& { return c.accounts.min_password_length; }, 1, 1024)},
       {"accounts.confirm_token_ttl_s",
@@ -315,6 +330,8 @@ Config parse_config(std::string_view text, std::string_view source) {
     throw ConfigError(loader.source + ": server.listen is empty and there is no tls.listen or server.unix_socket: nothing to listen on");
   if (!c.tls.listen.empty() && (c.tls.cert_file.empty() || c.tls.key_file.empty()))
     throw ConfigError(loader.source + ": tls.listen needs tls.cert_file and tls.key_file");
+  if (c.replication.enabled && c.database.url.empty())
+    throw ConfigError(loader.source + ": replication.enabled needs database.url: the nodes follow each other through PostgreSQL");
   if (c.tls.require_client_cert && c.tls.client_ca_file.empty())
     throw ConfigError(loader.source + ": tls.require_client_cert needs tls.client_ca_file");
   finish(loader.config);

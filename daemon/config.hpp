@@ -52,6 +52,13 @@ struct Config {
     unsigned connections = 1;
     int64_t lease_timeout_ms = 2000;  // without a successful lease check for this long: fenced
   } database;
+  // [replication]: several nodes over one database (docs/OPERATIONS.md, "Running a cluster").
+  struct Replication {
+    bool enabled = false;      // false: single-node mode, a second daemon refuses to start
+    bool promote = true;       // a replica takes over when the primary's lease comes free
+    std::string advertise;     // where this node takes changes when primary ("" = server.listen)
+    int64_t log_retention_s = 3600;  // change-log entries kept; a replica away longer reloads
+  } replication;
   accounts::Settings accounts;  // [accounts], [password_hash] and most of [sessions]
   uint32_t session_sweep_per_tick = 1000;  // [sessions] sweep_per_tick: sessions looked at each second
   unsigned password_workers = 0;  // as configured; 0 = one per core

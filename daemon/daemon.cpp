@@ -19,6 +19,8 @@
 #include "daemon/server.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/metrics.hpp"
+#include "daemon/node.hpp"
+#include "daemon/role.hpp"
 #include "daemon/session.hpp"
 #include "daemon/systemd.hpp"
 #include "db/lease.hpp"
@@ -38,6 +40,7 @@ struct Sources {
   const db::Writer* writer;  // null in memory-only mode
   const db::Lease* lease;    // null in memory-only mode
   const db::LoadProgress& load;
+  const NodeRole& role;
   std::chrono::steady_clock::time_point started;
 };
 
@@ -65,6 +68,9 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
     // An idle writer finds out only at its next write that PostgreSQL is gone; the lease's
     // heartbeat asks every lease_timeout_ms/4. Either one failing means the database is down.
     bool lease_lost = sources.lease != nullptr && !server.fenced_reason().empty();
+    auto role = sources.role.view();
+    // A replica holds no lease and writes nothing: its database is up while its follower is connected.
+    bool database_up = role.replica ? role.following : sources.writer != nullptr && sources.writer->connected() && !lease_lost;
     auto reply = Reply::ok();
     reply.field("accounts", counts.total())
         .field("unconfirmed", counts.unconfirmed)
@@ -79,13 +85,14 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("requests", server.requests())
         .field("hash_workers", sources.service.password_pool().workers())
         .field("hash_queue", sources.service.password_pool().queued())
-        .field("database", sources.writer == nullptr                         ? "off"
-                           : sources.writer->connected() && !lease_lost ? "up"
-                                                                         : "down")
+        .field("database", sources.writer == nullptr ? "off" : database_up ? "up" : "down")
         .field("write_queue", sources.writer == nullptr ? 0 : sources.writer->queued())
         .field("commits", sources.writer == nullptr ? 0 : sources.writer->commits())
-        .field("lease", sources.lease == nullptr ? "off" : lease_lost ? "lost" : "held")
-        .field("epoch", sources.lease == nullptr ? 0 : sources.lease->epoch())
+        .field("lease", sources.lease == nullptr ? "off" : role.replica ? "none" : lease_lost ? "lost" : "held")
+        .field("epoch", sources.lease == nullptr ? 0 : sources.lease->epoch());
+    reply.field("role", role.replica ? "replica" : "primary")
+        .field("position", role.position)
+        .field("lag_ms", role.lag_ms)
         .field("uptime_s", uptime.count());
     co_return reply;
   });
@@ -119,15 +126,10 @@ asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer
 }
 
 
-std::string summary(const Server& server, const accounts::AccountService& service) {
-  if (!server.fenced_reason().empty()) return "FENCED: no database lease; not answering for accounts";
-  return "serving " + std::to_string(service.counts().total()) + " accounts, " + std::to_string(server.connections()) +
-         " connections";
-}
 
 // Keeps systemd informed from the event loop itself: STATUS= every second, and WATCHDOG=1 at
 // half the WatchdogSec interval, so that a wedged loop stops the pings and gets us restarted.
-asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountService& service) {
+asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountService& service, const NodeRole& role) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   auto watchdog = systemd::watchdog_interval();
   auto tick = watchdog ? std::min<std::chrono::microseconds>(*watchdog, 1s) : std::chrono::microseconds(1s);
@@ -135,7 +137,7 @@ asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountS
   while (true) {
     if (watchdog) systemd::notify_watchdog();
     if (std::chrono::steady_clock::now() >= next_status) {
-      systemd::notify_status(server.loading() ? server.loading_progress() : summary(server, service));
+      systemd::notify_status(server.loading() ? server.loading_progress() : status_line(server, service, role));
       next_status += 1s;
     }
     timer.expires_after(tick);
@@ -197,37 +199,6 @@ void reload(Server& server, std::string& active_text, const std::string& path) {
   active_text = fresh.source_text;
 }
 
-// Connects, locks and migrates the database, then loads every account; retries while PostgreSQL
-// cannot be reached. Runs on its own thread while the server answers LOADING.
-void start_database(db::Lease& lease, const db::Lease::Events& events, accounts::AccountService& service,
-                    db::LoadProgress& progress, const std::string& url, const std::atomic<bool>& stopping) {
-  accounts::IndexThread attached;
-  for (auto backoff = 100ms;; backoff = std::min(backoff * 2, std::chrono::milliseconds(5000))) {
-    try {
-      lease.acquire();
-      break;
-    } catch (const db::DatabaseTaken&) {
-      throw;
-    } catch (const std::exception& e) {
-      spdlog::warn("database not reachable yet ({}); retrying", e.what());
-    }
-    for (auto waited = 0ms; waited < backoff; waited += 50ms) {
-      if (stopping) throw std::runtime_error("stopped before the database was reachable");
-      std::this_thread::sleep_for(50ms);
-    }
-  }
-  // The heartbeat runs from here on: a lease lost during the warm-load is noticed too.
-  lease.start(events);
-  db::LoadSinks sinks;
-  sinks.adopt = [&service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); };
-  sinks.adopt_session = [&service](accounts::SessionRow&& row) { service.stage(std::move(row)); };
-  sinks.parser_scope = [] { return std::make_shared<accounts::IndexThread>(); };
-  // The reader mostly waits for PostgreSQL; the parsers fill the index (lock-free, so they scale).
-  sinks.parsers = std::max(1u, std::thread::hardware_concurrency());
-  db::warm_load(url, progress, sinks);
-  service.install_sessions();
-}
-
 // Every connection is a file descriptor, and so is every database connection, the listener and a
 // few more. Raise the soft limit toward the hard one as far as max_connections needs (as Redis
 // does), and say so when even the hard limit is too low.
@@ -270,7 +241,8 @@ int run_daemon(const Config& config) {
                                 .batch_max = config.database.batch_max,
                                 .flush_interval = std::chrono::milliseconds(config.database.flush_interval_ms),
                                 .connections = config.database.connections,
-                                .observer = {}};
+                                .observer = {},
+                                .log_retention = std::chrono::seconds(config.replication.log_retention_s)};
     if (!config.metrics.listen.empty())
       settings.observer = [&write_metrics](size_t changes, std::chrono::nanoseconds took, bool committed) {
         write_metrics.observe(changes, took, committed);
@@ -281,15 +253,18 @@ int run_daemon(const Config& config) {
     gethostname(host, sizeof host - 1);
     lease = std::make_unique<db::Lease>(db::LeaseSettings{
         config.database.url, std::chrono::milliseconds(config.database.lease_timeout_ms),
-        std::string(host) + " pid " + std::to_string(getpid()) + " listening on " + config.server.listen});
+        std::string(host) + " pid " + std::to_string(getpid()) + " listening on " + config.server.listen, ""});
   }
   accounts::AccountService service(config.accounts, io.get_executor(), *durability);
   db::LoadProgress progress;
+  NodeRole role;
 
   CommandTable table;
   Server server(io, config, table);
+  server.set_role(&role);
   add_session_commands(table, server,
-                       Sources{service, writer.get(), lease.get(), progress, std::chrono::steady_clock::now()});
+                       Sources{service, writer.get(), lease.get(), progress, role, std::chrono::steady_clock::now()});
+  add_role_commands(table, role);
   for (auto& command : accounts::account_commands(service))
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
   server.set_clients(config.clients);  // after the last command: rights are kept per command
@@ -304,7 +279,7 @@ int run_daemon(const Config& config) {
     metrics_endpoint = std::make_unique<MetricsEndpoint>(
         config.metrics.host, config.metrics.port,
         MetricSources{server, service, writer.get(), lease.get(), progress, *request_metrics, write_metrics,
-                      std::chrono::system_clock::now(), load_seconds});
+                      std::chrono::system_clock::now(), load_seconds, role});
     spdlog::info("metrics on http://{}:{}/metrics", config.metrics.host, metrics_endpoint->port());
   }
 
@@ -325,8 +300,21 @@ int run_daemon(const Config& config) {
   if (!config.server.unix_socket.empty())
     spdlog::info("accountsd listening on the Unix socket {} (mode {:o})", config.server.unix_socket,
                  config.server.unix_socket_mode);
-  if (!writer) systemd::notify_ready(summary(server, service));
-  asio::co_spawn(io, report_to_systemd(server, service), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
+  // Where clients send changes while this node is the primary: replication.advertise, or the
+  // address the plain listener got (its real port, when server.listen asked for port 0).
+  std::string advertise = config.replication.advertise;
+  if (advertise.empty()) {
+    if (auto endpoint = server.tcp_endpoint())
+      advertise = config.server.host + ":" + std::to_string(endpoint->port());
+    else if (auto tls = server.tls_endpoint())
+      advertise = config.tls.host + ":" + std::to_string(tls->port());
+  }
+  if (lease) lease->set_advertise(advertise);
+  // A cluster node is a replica until it holds the lease (run_node); a single node is the primary.
+  if (config.replication.enabled) role.become_replica(nullptr, config.replication.promote);
+  else role.become_primary(writer.get(), advertise);
+  if (!writer) systemd::notify_ready(status_line(server, service, role));
+  asio::co_spawn(io, report_to_systemd(server, service, role), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
   for (auto& loop : server.accept_loops())
     asio::co_spawn(server.accept_executor(), std::move(loop), [](std::exception_ptr e) { log_failure("accept loop", e); });
 
@@ -359,34 +347,9 @@ int run_daemon(const Config& config) {
   if (writer) {
     startup = std::thread([&] {
       try {
-        // The lease decides whether this daemon may answer at all (docs/ARCHITECTURE.md, "Fencing").
-        server.set_lease(lease.get());
-        db::Lease::Events events{
-            [&](const std::string& why) {
-              spdlog::error("lost the database lease: {}; answering FENCED until it is confirmed again", why);
-              server.set_fenced("this daemon lost its database lease and does not answer for the accounts until it "
-                                "is back; nothing was done; retry shortly, or on the daemon that holds it now");
-            },
-            [&] {
-              spdlog::warn("the database lease is confirmed again (epoch {}); serving", lease->epoch());
-              server.set_fenced("");
-            },
-            [&](const std::string& why) {
-              spdlog::critical("stopping: {}; this daemon's accounts in memory may be stale", why);
-              server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
-              asio::post(io, [&] { shutdown(1); });
-            }};
-        auto load_started = std::chrono::steady_clock::now();
-        start_database(*lease, events, service, progress, config.database.url, shutting_down);
-        load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();
-        writer->start(lease->epoch(), [&](const std::string& why) {
-          spdlog::critical("stopping: {}", why);
-          server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
-          asio::post(io, [&] { shutdown(1); });
-        });
-        server.set_loading(nullptr);
-        spdlog::info("ready: {} accounts loaded, serving", progress.rows.load());
-        systemd::notify_ready(summary(server, service));
+        run_node(NodeParts{config, io, server, service, *lease, *writer, progress, role, shutting_down,
+                           [&](int status) { asio::post(io, [&shutdown, status] { shutdown(status); }); },
+                           load_seconds, advertise});
       } catch (const std::exception& e) {
         if (!shutting_down) spdlog::critical("cannot start: {}", e.what());
         asio::post(io, [&] { shutdown(1); });
@@ -401,7 +364,8 @@ int run_daemon(const Config& config) {
     accounts::SessionIndex::Cursor cursor(service.session_index());
     while (!shutting_down) {
       for (int i = 0; i < 20 && !shutting_down; ++i) std::this_thread::sleep_for(50ms);
-      if (!shutting_down && !server.loading() && server.fenced_reason().empty())
+      // A replica writes nothing: the primary's sweep ends sessions, and the ending replicates.
+      if (!shutting_down && !server.loading() && server.fenced_reason().empty() && !service.read_only())
         service.sweep_sessions(cursor, config.session_sweep_per_tick);
     }
   });

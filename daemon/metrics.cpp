@@ -1,5 +1,7 @@
 #include "daemon/metrics.hpp"
 
+#include "daemon/role.hpp"
+
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
@@ -249,15 +251,25 @@ class Collector final : public prometheus::Collectable {
   }
 
   void add_database(std::vector<MetricFamily>& out) const {
+    auto role = s_.role.view();
     bool lease_lost = s_.lease != nullptr && !s_.server.fenced_reason().empty();
-    bool up = s_.writer != nullptr && s_.writer->connected() && !lease_lost;
+    bool up = role.replica ? role.following : s_.writer != nullptr && s_.writer->connected() && !lease_lost;
     out.push_back(single("accountsd_database_up",
                          "1 while PostgreSQL answers and this daemon holds the lease (STATS database=up)",
                          MetricType::Gauge, up ? 1 : 0));
     out.push_back(single("accountsd_database_configured", "1 when a database is configured (0: memory-only mode)",
                          MetricType::Gauge, s_.writer != nullptr ? 1 : 0));
     out.push_back(single("accountsd_lease_held", "1 while this daemon holds the database lease", MetricType::Gauge,
-                         s_.lease != nullptr && !lease_lost ? 1 : 0));
+                         s_.lease != nullptr && !role.replica && !lease_lost ? 1 : 0));
+    out.push_back(single("accountsd_replication_replica", "1 while this node is a replica, 0 while it is the primary",
+                         MetricType::Gauge, role.replica ? 1 : 0));
+    out.push_back(single("accountsd_replication_position",
+                         "The change-log position this node applied (replica) or committed (primary)", MetricType::Gauge,
+                         static_cast<double>(role.position)));
+    out.push_back(single("accountsd_replication_lag_seconds", "How far this replica is behind the primary (0 on the primary)",
+                         MetricType::Gauge, static_cast<double>(role.lag_ms) / 1000.0));
+    out.push_back(single("accountsd_replication_reloads_total", "Full reloads this replica needed (its log could not continue)",
+                         MetricType::Counter, static_cast<double>(role.reloads)));
     out.push_back(single("accountsd_lease_epoch", "The lease epoch this daemon writes under", MetricType::Gauge,
                          s_.lease == nullptr ? 0 : static_cast<double>(s_.lease->epoch())));
     out.push_back(single("accountsd_writer_queue", "Changes waiting for the group-commit writer", MetricType::Gauge,

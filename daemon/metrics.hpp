@@ -29,6 +29,8 @@ struct LoadProgress;
 
 namespace accountsd {
 
+class NodeRole;
+
 class Server;
 
 // Upper bounds of the request latency buckets, in seconds: 50 µs to 10 s.
@@ -107,6 +109,7 @@ struct MetricSources {
   const WriterMetrics& writes;
   std::chrono::system_clock::time_point started;
   const std::atomic<double>& load_seconds;  // how long the warm-load took (0 until it is over)
+  const NodeRole& role;
 };
 
 // The HTTP endpoint: GET /metrics in the Prometheus text format, served by prometheus-cpp.

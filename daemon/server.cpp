@@ -335,6 +335,18 @@ std::string Server::fenced_reason() const {
          "does; nothing was done; retry shortly";
 }
 
+void Server::set_readonly(std::string message) {
+  std::lock_guard lock(mutex_);
+  readonly_message_ = std::move(message);
+  readonly_.store(!readonly_message_.empty(), std::memory_order_release);
+}
+
+std::string Server::readonly_message() const {
+  if (!readonly_.load(std::memory_order_acquire)) return {};
+  std::lock_guard lock(mutex_);
+  return readonly_message_;
+}
+
 void Server::set_fenced(std::string reason) {
   std::lock_guard lock(mutex_);
   fenced_reason_ = std::move(reason);

@@ -29,6 +29,7 @@ namespace accountsd {
 class Session;
 class RequestMetrics;
 class TlsContext;
+class NodeRole;
 using Handler = std::function<asio::awaitable<protocol::Reply>(Session&, protocol::Args)>;
 using CommandTable = protocol::CommandTable<Handler>;
 
@@ -91,6 +92,12 @@ class Server {
   // The lease whose confirmation every request checks (null: memory-only, always the authority).
   void set_lease(const db::Lease* lease) { lease_.store(lease, std::memory_order_release); }
   std::string fenced_reason() const;
+  // Non-empty on a replica: change commands answer READONLY with this text (naming the primary).
+  void set_readonly(std::string message);
+  std::string readonly_message() const;
+  // The node's role: change replies carry its position (null: no positions, memory-only).
+  void set_role(const NodeRole* role) { role_ = role; }
+  const NodeRole* role() const { return role_; }
 
   // Connections that still have to AUTH: capped by server.max_unauthenticated.
   void count_unauthenticated(int delta) { unauthenticated_.fetch_add(delta, std::memory_order_relaxed); }
@@ -133,11 +140,13 @@ class Server {
   RequestMetrics* metrics_ = nullptr;
   std::atomic<int64_t> unauthenticated_{0};
   std::atomic<bool> fenced_{false};
+  std::atomic<bool> readonly_{false};
+  const NodeRole* role_ = nullptr;
   std::atomic<const db::Lease*> lease_{nullptr};
   LogLimiter accept_error_log_{5};
   LogLimiter refusal_log_{5};
   LogLimiter auth_failure_log_{20};
-  mutable std::mutex mutex_;  // guards sessions_, clients_, by_client_, tls_ and fenced_reason_
+  mutable std::mutex mutex_;  // guards sessions_, clients_, by_client_, tls_, fenced_reason_ and readonly_message_
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   std::shared_ptr<const ClientList> clients_;
   std::atomic<uint64_t> clients_generation_{0};
@@ -145,6 +154,7 @@ class Server {
   std::shared_ptr<TlsContext> tls_;
   Audit audit_;
   std::string fenced_reason_;
+  std::string readonly_message_;
 };
 
 // Logs the exception a spawned coroutine ended with; every co_spawn in the daemon uses it.

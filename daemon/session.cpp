@@ -1,5 +1,7 @@
 #include "daemon/session.hpp"
 
+#include "daemon/role.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <asio/experimental/as_tuple.hpp>
@@ -66,7 +68,8 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
     protocol::Args args(args_.data() + 1, args_.size() - 1);
     std::string progress = server_.loading() ? server_.loading_progress() : std::string();
     std::string fenced = server_.fenced_reason();
-    protocol::RequestContext context{client_ != nullptr, !progress.empty(), progress, fenced};
+    std::string readonly = server_.readonly_message();
+    protocol::RequestContext context{client_ != nullptr, !progress.empty(), progress, fenced, readonly};
     if (revoked) {
       reply = Reply::error(protocol::Error::auth_required,
                            "this connection's client was removed or its secret changed; reconnect and AUTH");
@@ -77,6 +80,11 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
                                                            " (category " + entry->spec.category + ")");
     } else {
       reply = co_await entry->handler(*this, args);
+      // Read your writes: a change's reply says which position a replica must have applied to
+      // show it (WAIT). Read after the change committed, so it is at least the change's own.
+      if (reply->is_ok() && (entry->spec.flags & protocol::kMutating))
+        if (const NodeRole* role = server_.role())
+          if (uint64_t position = role->position()) reply->field("position", position);
       audit_reply(server_.audit(), entry->spec.name, args, *reply, client_name(), peer_);
     }
   }

@@ -46,26 +46,71 @@ uint64_t Lease::read_epoch(Link& link) {
 }
 
 void Lease::acquire() {
+  if (try_acquire()) return;
+  auto fresh = std::make_unique<Link>(settings_.url);
+  pqxx::nontransaction tx(fresh->connection);
+  auto holder = tx.exec(
+      "SELECT a.pid, coalesce(a.client_addr::text, 'local') FROM pg_locks l "
+      "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+      "AND ((l.classid::bigint << 32) | l.objid::bigint) = " + std::to_string(kDaemonLockKey));
+  std::string who = holder.empty() ? "unknown" : "backend pid " + holder[0][0].as<std::string>() + " from " +
+                                                     holder[0][1].as<std::string>();
+  throw DatabaseTaken("another accountsd already serves this database (it holds the lease: " + who +
+                      "); two daemons over one table would break email uniqueness");
+}
+
+bool Lease::try_acquire() {
   auto link = connect_and_lock();
-  if (!link) {
-    auto fresh = std::make_unique<Link>(settings_.url);
-    pqxx::nontransaction tx(fresh->connection);
-    auto holder = tx.exec(
-        "SELECT a.pid, coalesce(a.client_addr::text, 'local') FROM pg_locks l "
-        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-        "AND ((l.classid::bigint << 32) | l.objid::bigint) = " + std::to_string(kDaemonLockKey));
-    std::string who = holder.empty() ? "unknown" : "backend pid " + holder[0][0].as<std::string>() + " from " +
-                                                       holder[0][1].as<std::string>();
-    throw DatabaseTaken("another accountsd already serves this database (it holds the lease: " + who +
-                        "); two daemons over one table would break email uniqueness");
+  if (!link) return false;
+  take(std::move(link));
+  return true;
+}
+
+bool Lease::wait_acquire(const std::atomic<bool>& stop) {
+  auto backoff = std::chrono::milliseconds(100);
+  std::string last_problem;
+  while (!stop) {
+    try {
+      auto link = std::make_unique<Link>(settings_.url);
+      {
+        pqxx::nontransaction tx(link->connection);
+        tx.exec("SET application_name = 'accountsd standby'");
+        tx.exec("SET lock_timeout = '1s'");  // wakes up every second to look at `stop`
+      }
+      while (!stop) {
+        try {
+          pqxx::nontransaction tx(link->connection);
+          tx.exec("SELECT pg_advisory_lock(" + std::to_string(kDaemonLockKey) + ")");
+          tx.exec("SET application_name = 'accountsd lease'");
+          tx.exec("RESET lock_timeout");
+        } catch (const pqxx::sql_error& e) {
+          if (e.sqlstate() != "55P03") throw;  // lock_not_available: the primary still holds it
+          continue;
+        }
+        take(std::move(link));
+        return true;
+      }
+    } catch (const std::exception& e) {
+      std::string why = e.what();
+      if (why != last_problem) spdlog::warn("standby: cannot watch the database lease (retrying): {}", why);
+      last_problem = why;
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
   }
+  return false;
+}
+
+void Lease::take(std::unique_ptr<Link> link) {
   int applied = migrate(link->connection);
   if (applied > 0)
     spdlog::info("database schema migrated to version {} ({} migration(s) applied)", latest_schema_version(), applied);
   {
+    // Waits for any write transaction of the previous holder that took its position already, and
+    // fences out every later one (db/writer.cpp).
     pqxx::work tx(link->connection, "take-lease");
-    epoch_ = tx.exec_params1("UPDATE writer_lease SET epoch = epoch + 1, holder = $1, acquired_at = now() "
-                             "WHERE id = 1 RETURNING epoch", settings_.holder)[0].as<uint64_t>();
+    epoch_ = tx.exec_params1("UPDATE writer_lease SET epoch = epoch + 1, holder = $1, advertise = $2, acquired_at = now() "
+                             "WHERE id = 1 RETURNING epoch", settings_.holder, settings_.advertise)[0].as<uint64_t>();
     tx.commit();
   }
   link_ = std::move(link);

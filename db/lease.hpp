@@ -36,6 +36,7 @@ struct LeaseSettings {
   std::string url;
   std::chrono::milliseconds timeout{2000};
   std::string holder;  // who we are, for the writer_lease row and for the operator
+  std::string advertise;  // where clients send changes while we hold it (writer_lease.advertise)
 };
 
 class Lease {
@@ -53,7 +54,14 @@ class Lease {
   // DatabaseTaken when another daemon holds the lock, pqxx exceptions when PostgreSQL cannot be
   // reached.
   void acquire();
+  // The same, but false instead of DatabaseTaken when another daemon holds the lock.
+  bool try_acquire();
+  // A standby's wait: blocks until the lock comes free and takes it (then as acquire()), checking
+  // `stop` every second; false when stopped first. Connection failures are retried with backoff.
+  bool wait_acquire(const std::atomic<bool>& stop);
   uint64_t epoch() const { return epoch_; }
+  // Before acquire(): the address recorded for READONLY replies (known once the listener is open).
+  void set_advertise(std::string address) { settings_.advertise = std::move(address); }
 
   // Starts the heartbeat thread; `events` run on it.
   void start(Events events);
@@ -66,6 +74,7 @@ class Lease {
   struct Link;
   void run();
   std::unique_ptr<Link> connect_and_lock();  // null when the lock is held by someone else
+  void take(std::unique_ptr<Link> link);      // with the lock held: migrate, bump the epoch
   uint64_t read_epoch(Link& link);
 
   LeaseSettings settings_;

@@ -57,6 +57,19 @@ const std::vector<std::string>& migrations() {
            source        text    NOT NULL DEFAULT ''
          );
          CREATE INDEX sessions_account_id ON sessions (account_id);)",
+      // 4: the change log that replicas follow (docs/ARCHITECTURE.md, "Replication"). Every write
+      // transaction takes the next position from the lease row (which serialises the commits, so
+      // positions become visible in order, with no gaps) and records which accounts and sessions
+      // it changed. `advertise` is where the primary takes changes, for READONLY replies.
+      R"(ALTER TABLE writer_lease
+           ADD COLUMN position  bigint NOT NULL DEFAULT 0,
+           ADD COLUMN advertise text   NOT NULL DEFAULT '';
+         CREATE TABLE changes (
+           position     bigint PRIMARY KEY,
+           committed_ms bigint NOT NULL,
+           accounts     uuid[] NOT NULL,
+           sessions     uuid[] NOT NULL DEFAULT '{}'
+         );)",
   };
   return list;
 }
@@ -64,6 +77,12 @@ const std::vector<std::string>& migrations() {
 }  // namespace
 
 int latest_schema_version() { return static_cast<int>(migrations().size()); }
+
+int current_schema_version(pqxx::connection& connection) {
+  pqxx::read_transaction tx(connection, "schema-version");
+  if (tx.exec1("SELECT to_regclass('schema_migrations') IS NULL")[0].as<bool>()) return 0;
+  return tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
+}
 
 int migrate(pqxx::connection& connection) {
   pqxx::work tx(connection, "migrate");

@@ -16,4 +16,8 @@ int migrate(pqxx::connection& connection);
 // The latest schema version this build knows.
 int latest_schema_version();
 
+// The version the database has: 0 when it has no accountsd schema at all. Reads only (replicas
+// never migrate: the primary does).
+int current_schema_version(pqxx::connection& connection);
+
 }  // namespace db

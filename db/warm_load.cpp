@@ -94,6 +94,8 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
   auto last_report = started;
   uint64_t last_rows = 0;
   exec(c.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
+  auto position = exec(c.get(), "SELECT position FROM writer_lease WHERE id = 1", PGRES_TUPLES_OK);
+  progress.position = PQntuples(position.get()) == 1 ? std::stoull(PQgetvalue(position.get(), 0, 0)) : 0;
 
   ChunkQueue queue;
   std::vector<std::thread> parsers;

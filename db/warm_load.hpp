@@ -15,6 +15,7 @@ struct LoadProgress {
   std::atomic<uint64_t> rows{0};      // account rows read so far
   std::atomic<uint64_t> sessions{0};  // session rows read so far
   std::atomic<uint64_t> expected{0};  // the planner's estimate of the table's rows (0 = unknown)
+  std::atomic<uint64_t> position{0};  // the change-log position of the snapshot loaded
 };
 
 // Where the rows go.
@@ -31,7 +32,8 @@ struct LoadSinks {
 
 // Returns the number of accounts loaded. progress.expected is the planner's estimate, for showing
 // progress only: it may be stale.
-// Accounts first, then sessions, both from one REPEATABLE READ snapshot. The calling thread reads
+// Accounts first, then sessions, both from one REPEATABLE READ snapshot, whose change-log
+// position goes to progress.position: a replica follows on from exactly there. The calling thread reads
 // the COPY stream into chunks of rows; the parsers turn them into records and adopt them. The first
 // row that breaks an invariant, in any thread, stops the load with its exception.
 uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks);

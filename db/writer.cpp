@@ -69,7 +69,14 @@ struct Writer::Link {
     connection.prepare("open_sessions", kOpenSessions);
     connection.prepare("end_sessions", kEndSessions);
     connection.prepare("touch_sessions", kTouchSessions);
-    connection.prepare("epoch", "SELECT epoch FROM writer_lease WHERE id = 1 FOR SHARE");
+    connection.prepare("next_position",
+                       "UPDATE writer_lease SET position = position + 1 WHERE id = 1 AND epoch = $1 RETURNING position");
+    connection.prepare("epoch", "SELECT epoch FROM writer_lease WHERE id = 1");
+    connection.prepare("log_change",
+                       "INSERT INTO changes (position, committed_ms, accounts, sessions) VALUES ($1, $2, $3::uuid[], $4::uuid[])");
+    connection.prepare("trim",
+                       "DELETE FROM changes WHERE committed_ms < $1"
+                       " AND EXISTS (SELECT 1 FROM writer_lease WHERE id = 1 AND epoch = $2)");
   }
   pqxx::connection connection;
 };
@@ -85,8 +92,9 @@ Writer::~Writer() {
   for (auto& t : threads_) t.join();
 }
 
-void Writer::start(uint64_t epoch, std::function<void(const std::string&)> fatal) {
+void Writer::start(uint64_t epoch, uint64_t position, std::function<void(const std::string&)> fatal) {
   epoch_ = epoch;
+  position_ = position;
   fatal_ = std::move(fatal);
   for (unsigned i = 0; i < std::max(1u, settings_.connections); ++i) threads_.emplace_back([this] { run(); });
 }
@@ -169,6 +177,7 @@ void Writer::run() {
         }
         commit(*link, batch);
         observe(true);
+        trim(*link);
         backoff = std::chrono::milliseconds{100};
         break;
       } catch (const LeaseGone& e) {
@@ -226,7 +235,12 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   std::unordered_map<accounts::Uuid, const accounts::Change*, accounts::UuidHash> latest;
   ArrayLiteral session_ids, session_accounts, session_digests, session_created, session_used, session_expires,
       session_labels, session_sources, ended, touched_ids, touched_used;
+  // For the change log: every account whose record or sessions changed, and sessions whose last
+  // use alone moved (a replica re-reads exactly these).
+  ArrayLiteral logged_accounts, logged_sessions;
   for (const auto& p : batch) {
+    if (p.change.account || !p.change.opened.empty() || !p.change.ended.empty())
+      logged_accounts.add(p.change.record.id.to_string());
     for (const auto& s : p.change.opened) {
       session_ids.add(s.id.to_string());
       session_accounts.add(s.account.to_string());
@@ -240,6 +254,7 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
     for (const auto& id : p.change.ended) ended.add(id.to_string());
     for (const auto& [id, used] : p.change.touched) {
       touched_ids.add(id.to_string());
+      logged_sessions.add(id.to_string());
       touched_used.add(used);
     }
     if (!p.change.account) continue;
@@ -270,12 +285,6 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   }
 
   pqxx::work tx(link.connection, "write");
-  // The fence: this transaction commits only while the lease is still ours. FOR SHARE makes a
-  // new holder's epoch bump wait for it, and makes it see the bump if that came first.
-  auto epoch = tx.exec_prepared1("epoch")[0].as<uint64_t>();
-  if (epoch != epoch_)
-    throw LeaseGone("the database lease moved to epoch " + std::to_string(epoch) + " (ours is " +
-                    std::to_string(epoch_) + "): another daemon writes now");
   if (!ids.empty())
     tx.exec_prepared("upsert", ids.str(), emails.str(), states.str(), hashes.str(), created.str(), updated.str(),
                      confirmed.str(), versions.str(), confirm_digests.str(), confirm_expiry.str(), reset_digests.str(),
@@ -289,9 +298,38 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   if (!ended.empty()) tx.exec_prepared("end_sessions", ended.str());
   if (!touched_ids.empty()) tx.exec_prepared("touch_sessions", touched_ids.str(), touched_used.str());
   if (!deleted.empty()) tx.exec_prepared("delete", deleted.str());
+  // The fence, last: the next position, only while the epoch is still ours. The row lock it takes
+  // makes a new holder's epoch bump wait for this commit, and if the bump came first this finds
+  // no row and rolls back. It also orders the commits of all writer connections by position.
+  auto next = tx.exec_prepared("next_position", static_cast<int64_t>(epoch_));
+  if (next.empty()) {
+    auto epoch = tx.exec_prepared1("epoch")[0].as<uint64_t>();
+    throw LeaseGone("the database lease moved to epoch " + std::to_string(epoch) + " (ours is " +
+                    std::to_string(epoch_) + "): another daemon writes now");
+  }
+  auto position = next[0][0].as<uint64_t>();
+  tx.exec_prepared("log_change", static_cast<int64_t>(position), accounts::now_ms(), logged_accounts.str(),
+                   logged_sessions.str());
+  tx.exec("NOTIFY accountsd_changes");  // wakes the replicas at commit
   tx.commit();
   commits_.fetch_add(1, std::memory_order_relaxed);
+  for (uint64_t seen = position_.load(); seen < position && !position_.compare_exchange_weak(seen, position);) {
+  }
   for (auto& p : batch) p.done(true);
+}
+
+void Writer::trim(Link& link) {
+  int64_t now = accounts::now_ms();
+  if (now - last_trim_ms_.load(std::memory_order_relaxed) < 10000) return;
+  last_trim_ms_ = now;
+  try {
+    pqxx::work tx(link.connection, "trim");
+    auto r = tx.exec_prepared("trim", now - settings_.log_retention.count() * 1000, static_cast<int64_t>(epoch_));
+    tx.commit();
+    if (r.affected_rows() > 0) spdlog::debug("change log: trimmed {} entries", r.affected_rows());
+  } catch (const std::exception& e) {
+    spdlog::warn("change log: trimming failed (retried in 10 s): {}", e.what());
+  }
 }
 
 }  // namespace db

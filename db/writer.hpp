@@ -8,9 +8,12 @@
 // it accepted: when PostgreSQL is unreachable it reconnects with backoff and retries the same
 // batch, which is idempotent (a row is only ever overwritten by a higher version).
 //
-// Every transaction is fenced (db/lease.hpp): it first reads the lease epoch with a row lock and
-// commits only if it is still this daemon's. When it is not, the batch and everything queued
-// fail (not committed, never acknowledged), and `fatal` is called.
+// Every transaction is fenced (db/lease.hpp): as its last statement it takes the next change-log
+// position from the lease row, on the condition that the epoch there is still this daemon's, and
+// commits only then. When it is not, the batch and everything queued fail (not committed, never
+// acknowledged), and `fatal` is called. Taking the position locks the lease row until the commit,
+// so transactions on different connections commit in position order: a replica that sees
+// position p has seen every position below it (docs/ARCHITECTURE.md, "Replication").
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -35,6 +38,8 @@ struct WriterSettings {
   // Called on a writer thread after every transaction attempt: the changes in the batch, how long
   // it took, and whether it committed. For metrics; must be quick.
   std::function<void(size_t changes, std::chrono::nanoseconds took, bool committed)> observer;
+  // Change-log entries older than this are trimmed; a replica further behind reloads.
+  std::chrono::seconds log_retention{3600};
 };
 
 class Writer final : public accounts::Durability {
@@ -44,7 +49,8 @@ class Writer final : public accounts::Durability {
 
   // Starts the writer threads, writing for the lease `epoch`. `fatal` runs (on a writer thread)
   // when a transaction finds that epoch gone: another daemon took the lease.
-  void start(uint64_t epoch, std::function<void(const std::string&)> fatal);
+  // `position` is the last committed change-log position (from the warm-load or the follower).
+  void start(uint64_t epoch, uint64_t position, std::function<void(const std::string&)> fatal);
 
   void persist(accounts::Change change, accounts::Completion<bool> done) override;
 
@@ -54,6 +60,9 @@ class Writer final : public accounts::Durability {
   size_t queued() const;
   bool connected() const { return connected_.load(std::memory_order_relaxed); }
   uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+  // The highest change-log position committed so far. Read after a change's completion, it is at
+  // least that change's position: what a replica must have applied to show it (WAIT).
+  uint64_t position() const { return position_.load(std::memory_order_acquire); }
 
  private:
   struct Pending {
@@ -63,6 +72,7 @@ class Writer final : public accounts::Durability {
   struct Link;  // a pqxx connection, kept out of this header
   void run();
   void commit(Link& link, std::deque<Pending>& batch);
+  void trim(Link& link);  // drops change-log entries past log_retention, at most every 10 s
   void fail_everything(std::deque<Pending>& batch, const std::string& why);
 
   WriterSettings settings_;
@@ -77,6 +87,8 @@ class Writer final : public accounts::Durability {
   bool fenced_ = false;  // the lease is gone: every change fails at once
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> commits_{0};
+  std::atomic<uint64_t> position_{0};
+  std::atomic<int64_t> last_trim_ms_{0};
   std::vector<std::thread> threads_;
 };
 

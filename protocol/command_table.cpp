@@ -11,6 +11,7 @@ std::optional<Reply> precheck(const CommandSpec& spec, size_t arg_count, const R
     return Reply::error(Error::loading, std::string(ctx.loading_progress));
   if (!ctx.fenced.empty() && !(spec.flags & kServedWhileLoading))
     return Reply::error(Error::fenced, std::string(ctx.fenced));
+  if (!ctx.readonly.empty() && (spec.flags & kMutating)) return Reply::error(Error::readonly, std::string(ctx.readonly));
   return std::nullopt;
 }
 

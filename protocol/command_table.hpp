@@ -43,9 +43,11 @@ struct RequestContext {
   bool loading;
   std::string_view loading_progress;
   std::string_view fenced;  // non-empty: why this daemon may not answer as the authority now
+  // Non-empty on a replica: the READONLY message for changes, which names the primary.
+  std::string_view readonly = {};
 };
 
-// The shared checks, in order: arity, authentication, loading, fencing. nullopt means "run it".
+// The shared checks, in order: arity, authentication, loading, fencing, read-only. nullopt means "run it".
 std::optional<Reply> precheck(const CommandSpec& spec, size_t arg_count, const RequestContext& ctx);
 
 inline std::string upper_ascii(std::string_view s) {

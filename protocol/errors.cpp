@@ -27,6 +27,8 @@ std::string_view code_name(Error code) {
     case Error::loading: return "LOADING";
     case Error::fenced: return "FENCED";
     case Error::forbidden: return "FORBIDDEN";
+    case Error::readonly: return "READONLY";
+    case Error::timeout: return "TIMEOUT";
     case Error::internal: return "INTERNAL";
   }
   return "INTERNAL";

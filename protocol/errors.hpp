@@ -30,6 +30,8 @@ enum class Error {
   loading,
   fenced,
   forbidden,
+  readonly,
+  timeout,
   internal,
 };
 
