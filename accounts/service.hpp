@@ -112,6 +112,13 @@ class AccountService {
   void apply(FollowUnit&& unit);
   // A read-only node (a replica) writes nothing: LOGIN skips the re-hash, and the sweep is off.
   void set_read_only(bool on) { read_only_.store(on, std::memory_order_release); }
+  // Idle time across nodes. On a replica the sweep ends nothing and writes nothing; the last uses
+  // of sessions checked there go to `forward` instead (set before the sweep starts), and the
+  // primary takes them in with take_touches() (any thread holding an IndexThread), moving a
+  // session's last use forward only; its own sweep then writes it as usual.
+  using Touches = std::vector<std::pair<TokenDigest, int64_t>>;
+  void set_touch_forwarder(std::function<void(Touches)> forward) { forward_touches_ = std::move(forward); }
+  void take_touches(const Touches& touches);
   bool read_only() const { return read_only_.load(std::memory_order_acquire); }
 
  private:
@@ -201,6 +208,7 @@ class AccountService {
   std::vector<SessionRow> staged_sessions_;
   std::atomic<uint64_t> apply_seq_{0};  // odd while apply() runs
   std::atomic<bool> read_only_{false};
+  std::function<void(Touches)> forward_touches_;
   SessionIndex sessions_;
 };
 

@@ -202,22 +202,37 @@ asio::awaitable<Reply> AccountService::end_expired(Account& a, std::vector<Uuid>
   co_return Reply::ok();
 }
 
+void AccountService::take_touches(const Touches& touches) {
+  for (const auto& [digest, used] : touches)
+    sessions_.visit(digest, [used = used](Session& s) {
+      if (s.last_used_ms() < used) s.used(used);
+    });
+}
+
 void AccountService::sweep_sessions(SessionIndex::Cursor& cursor, size_t max) {
   int64_t now = now_ms(), idle = settings_.session_idle_s * 1000;
+  const bool replica = read_only();
   std::unordered_map<Account*, std::vector<Uuid>> expired;
   Change touch;
   touch.account = false;
   std::vector<std::pair<SessionRef, int64_t>> touched;
+  Touches forward;
   cursor.visit(max, [&](const SessionRef& s) {
     if (s->ended.load(std::memory_order_acquire)) return;
     if (!s->valid(now, idle)) {
-      expired[s->account.get()].push_back(s->id);
+      if (!replica) expired[s->account.get()].push_back(s->id);  // a replica waits for the primary's ending
     } else if (int64_t used = s->last_used_ms(); used - s->persisted_used_ms() >= idle / 4) {
       // Written once it moved by a quarter of the idle timeout: a crash forgets at most that much.
+      if (replica) {
+        forward.emplace_back(s->digest, used);
+        s->persisted(used);  // sent; the primary's write comes back as the persisted value
+        return;
+      }
       touch.touched.emplace_back(s->id, used);
       touched.emplace_back(s, used);
     }
   });
+  if (!forward.empty() && forward_touches_) forward_touches_(std::move(forward));
   for (auto& [raw, ids] : expired) {
     auto account = raw->shared_from_this();
     Account::Job job = [this, ids = std::move(ids)](Account& a) { return end_expired(a, ids); };

@@ -357,6 +357,7 @@ int run_daemon(const Config& config) {
     });
   }
 
+  service.set_touch_forwarder([&role](accounts::AccountService::Touches touches) { role.forward_touches(std::move(touches)); });
   // The session expiry sweep: once a second, one bounded step (AccountService::sweep_sessions). It
   // has a thread of its own because its cursor holds a hazard pointer between steps.
   std::thread sweeper([&] {
@@ -364,8 +365,9 @@ int run_daemon(const Config& config) {
     accounts::SessionIndex::Cursor cursor(service.session_index());
     while (!shutting_down) {
       for (int i = 0; i < 20 && !shutting_down; ++i) std::this_thread::sleep_for(50ms);
-      // A replica writes nothing: the primary's sweep ends sessions, and the ending replicates.
-      if (!shutting_down && !server.loading() && server.fenced_reason().empty() && !service.read_only())
+      // On a replica the sweep ends nothing and writes nothing: it forwards session uses to the
+      // primary, whose sweep ends sessions (and the ending replicates).
+      if (!shutting_down && !server.loading() && server.fenced_reason().empty())
         service.sweep_sessions(cursor, config.session_sweep_per_tick);
     }
   });

@@ -54,6 +54,10 @@ db::Lease::Events lease_events(const NodeParts& p) {
           spdlog::critical("stopping: {}; this daemon's accounts in memory may be stale", why);
         server.set_fenced("this daemon lost its database lease to another daemon and is stopping");
         shutdown(1);
+      },
+      [&service = p.service](const accounts::AccountService::Touches& touches) {
+        accounts::IndexThread attached;  // the lease's thread: attached only while it looks
+        service.take_touches(touches);
       }};
 }
 

@@ -16,13 +16,18 @@ void NodeRole::become_primary(const db::Writer* writer, std::string address) {
   since_ms_ = accounts::now_ms();
 }
 
-void NodeRole::become_replica(const db::Follower* follower, bool promote) {
+void NodeRole::become_replica(db::Follower* follower, bool promote) {
   std::lock_guard lock(mutex_);
   writer_ = nullptr;
   follower_ = follower;
   replica_ = true;
   promote_ = promote;
   since_ms_ = accounts::now_ms();
+}
+
+void NodeRole::forward_touches(std::vector<std::pair<std::array<uint8_t, 32>, int64_t>> touches) {
+  std::lock_guard lock(mutex_);
+  if (follower_ != nullptr) follower_->forward_touches(std::move(touches));
 }
 
 void NodeRole::set_primary_address(std::string address) {

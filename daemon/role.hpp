@@ -4,7 +4,10 @@
 // STATS, WAIT, the metrics and systemd's STATUS line read it; a promotion changes it.
 // No Asio here: the session and the metrics include it.
 #include <cstdint>
+#include <array>
 #include <mutex>
+#include <utility>
+#include <vector>
 #include <string>
 
 namespace db {
@@ -29,8 +32,11 @@ class NodeRole {
 
   // `writer` may be null (memory-only: no positions).
   void become_primary(const db::Writer* writer, std::string address);
-  void become_replica(const db::Follower* follower, bool promote);
+  void become_replica(db::Follower* follower, bool promote);
   void set_primary_address(std::string address);
+
+  // On a replica: hands the last uses of sessions checked here to the follower, for the primary.
+  void forward_touches(std::vector<std::pair<std::array<uint8_t, 32>, int64_t>> touches);
 
   View view() const;
   bool replica() const;
@@ -39,7 +45,7 @@ class NodeRole {
  private:
   mutable std::mutex mutex_;  // the follower goes away at a promotion: read it under the lock
   const db::Writer* writer_ = nullptr;
-  const db::Follower* follower_ = nullptr;
+  db::Follower* follower_ = nullptr;
   bool replica_ = false;
   bool promote_ = false;
   std::string primary_;

@@ -175,6 +175,39 @@ void Follower::reload(Link& link, const std::string& why) {
   spdlog::info("replication: reloaded {} accounts at position {}", count, position);
 }
 
+void Follower::forward_touches(Touches touches) {
+  std::lock_guard lock(touches_mutex_);
+  if (touches_.size() > 100000) return;  // the connection is down: do not grow without bound
+  touches_.insert(touches_.end(), touches.begin(), touches.end());
+}
+
+void Follower::send_touches(Link& link) {
+  Touches touches;
+  {
+    std::lock_guard lock(touches_mutex_);
+    touches.swap(touches_);
+  }
+  // "digest:ms,digest:ms,...", each payload under NOTIFY's 8000-byte bound.
+  std::string payload;
+  auto flush = [&] {
+    if (payload.empty()) return;
+    const char* values[] = {payload.c_str()};
+    Result r(PQexecParams(link.c(), "SELECT pg_notify('accountsd_touches', $1)", 1, nullptr, values, nullptr, nullptr, 0),
+             &PQclear);
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
+      throw std::runtime_error(std::string("replication: sending session uses failed: ") + PQerrorMessage(link.c()));
+    payload.clear();
+  };
+  for (const auto& [digest, used] : touches) {
+    if (payload.size() > 7000) flush();
+    if (!payload.empty()) payload += ',';
+    payload += hex(digest);
+    payload += ':';
+    payload += std::to_string(used);
+  }
+  flush();
+}
+
 void Follower::run() {
   auto scope = settings_.thread_scope();
   std::unique_ptr<Link> link;
@@ -194,6 +227,7 @@ void Follower::run() {
       }
       while (step(*link) && !stopping()) {
       }
+      send_touches(*link);
       backoff = 100ms;
       // Wait for the primary's NOTIFY, and look once a second regardless (a notification sent
       // while this connection was being made is not delivered to it).

@@ -14,6 +14,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "accounts/follow.hpp"
 
@@ -46,6 +48,13 @@ class Follower {
   // and applies everything committed up to now on the calling thread. Throws when that fails.
   void finish();
 
+  // Session uses seen on this replica, for the primary's idle timeouts: sent on the follower's
+  // connection as NOTIFY accountsd_touches (token digest and last use), which the primary's lease
+  // connection LISTENs to. Any thread. Lost if the connection is down: a replica forgets at most
+  // what a primary's crash forgets (a quarter of the idle timeout).
+  using Touches = std::vector<std::pair<accounts::TokenDigest, int64_t>>;
+  void forward_touches(Touches touches);
+
   uint64_t applied() const { return applied_.load(std::memory_order_acquire); }
   uint64_t head() const { return head_.load(std::memory_order_relaxed); }  // the latest position seen
   bool connected() const { return connected_.load(std::memory_order_relaxed); }
@@ -62,6 +71,7 @@ class Follower {
   bool step(Link& link);
   uint64_t read_head(Link& link);  // the database's position, noting the primary's address
   void reload(Link& link, const std::string& why);
+  void send_touches(Link& link);
 
   FollowerSettings settings_;
   std::atomic<uint64_t> applied_;
@@ -71,6 +81,8 @@ class Follower {
   std::atomic<int64_t> caught_up_ms_;  // steady clock, the last time nothing was left to apply
   std::atomic<bool> behind_{false};
   std::string primary_;  // the follower thread's (finish(): the caller's, after the join)
+  std::mutex touches_mutex_;
+  Touches touches_;
   std::mutex mutex_;
   std::condition_variable stop_;
   bool stopping_ = false;

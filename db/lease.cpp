@@ -5,8 +5,12 @@
 #include <pqxx/connection>
 #include <pqxx/except>
 #include <pqxx/nontransaction>
+#include <pqxx/notification>
 #include <pqxx/transaction>
 
+#include <charconv>
+
+#include "db/rows.hpp"
 #include "db/schema.hpp"
 
 namespace db {
@@ -14,7 +18,47 @@ namespace db {
 struct Lease::Link {
   explicit Link(const std::string& url) : connection(url) {}
   pqxx::connection connection;
+  std::unique_ptr<pqxx::notification_receiver> touches;  // before the connection goes
+  ~Link() { touches.reset(); }
 };
+
+namespace {
+
+class TouchReceiver final : public pqxx::notification_receiver {
+ public:
+  TouchReceiver(pqxx::connection_base& c, std::function<void(const std::string&)> deliver)
+      : pqxx::notification_receiver(c, "accountsd_touches"), deliver_(std::move(deliver)) {}
+  void operator()(const std::string& payload, int) override { deliver_(payload); }
+
+ private:
+  std::function<void(const std::string&)> deliver_;
+};
+
+}  // namespace
+
+void Lease::listen(Link& link) {
+  link.touches = std::make_unique<TouchReceiver>(link.connection, [this](const std::string& p) { deliver(p); });
+}
+
+void Lease::deliver(const std::string& payload) {
+  if (!events_.touched) return;
+  std::vector<std::pair<accounts::TokenDigest, int64_t>> touches;
+  size_t start = 0;
+  while (start < payload.size()) {
+    size_t comma = payload.find(',', start);
+    std::string_view item(payload.data() + start, (comma == std::string::npos ? payload.size() : comma) - start);
+    start = comma == std::string::npos ? payload.size() : comma + 1;
+    size_t colon = item.find(':');
+    if (colon == std::string_view::npos) continue;
+    auto digest = parse_hex_digest(item.substr(0, colon));
+    int64_t used = 0;
+    auto digits = item.substr(colon + 1);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), used);
+    if (!digest || ec != std::errc() || end != digits.data() + digits.size()) continue;  // not ours: ignore
+    touches.emplace_back(*digest, used);
+  }
+  if (!touches.empty()) events_.touched(touches);
+}
 
 Lease::Lease(LeaseSettings settings) : settings_(std::move(settings)) {}
 
@@ -113,6 +157,7 @@ void Lease::take(std::unique_ptr<Link> link) {
                              "WHERE id = 1 RETURNING epoch", settings_.holder, settings_.advertise)[0].as<uint64_t>();
     tx.commit();
   }
+  listen(*link);
   link_ = std::move(link);
   valid_until_ms_ = steady_ms() + settings_.timeout.count();
   spdlog::info("holding the database lease (epoch {})", epoch_);
@@ -135,6 +180,7 @@ void Lease::run() {
     try {
       if (!link_) {
         link_ = connect_and_lock();
+        if (link_) listen(*link_);
         if (!link_) {
           // Someone holds the lock. If the epoch moved, another daemon took over: our memory
           // is stale and must not answer again. If not, wait for the lock to come free.
@@ -158,6 +204,7 @@ void Lease::run() {
       }
       valid_until_ms_.store(steady_ms() + settings_.timeout.count(), std::memory_order_release);
       last_problem.clear();
+      link_->connection.get_notifs();  // replicas' session uses, to events_.touched
       if (!held) {
         held = true;
         events_.regained();

@@ -23,6 +23,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
+
+#include "accounts/secrets.hpp"
 
 namespace db {
 
@@ -45,6 +49,8 @@ class Lease {
     std::function<void(const std::string& why)> lost;   // no confirmation any more; fence now
     std::function<void()> regained;                      // confirmed again, same epoch
     std::function<void(const std::string& why)> taken;   // another daemon holds it now; stop
+    // Session uses that replicas saw (NOTIFY accountsd_touches): token digest and last use.
+    std::function<void(const std::vector<std::pair<accounts::TokenDigest, int64_t>>&)> touched = {};
   };
 
   explicit Lease(LeaseSettings settings);
@@ -75,6 +81,8 @@ class Lease {
   void run();
   std::unique_ptr<Link> connect_and_lock();  // null when the lock is held by someone else
   void take(std::unique_ptr<Link> link);      // with the lock held: migrate, bump the epoch
+  void listen(Link& link);                    // LISTEN for replicas' session uses
+  void deliver(const std::string& payload);
   uint64_t read_epoch(Link& link);
 
   LeaseSettings settings_;

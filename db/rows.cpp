@@ -44,16 +44,6 @@ int64_t number(std::string_view text, const char* column, const std::string& id,
   return value;
 }
 
-std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex) {
-  if (digest_hex.size() != 64) return std::nullopt;
-  accounts::TokenDigest digest;
-  for (size_t i = 0; i < 32; ++i) {
-    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, digest[i], 16);
-    if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2) return std::nullopt;
-  }
-  return digest;
-}
-
 std::vector<std::string_view> split_tabs(std::string_view line) {
   std::vector<std::string_view> fields;
   size_t start = 0;
@@ -76,6 +66,16 @@ accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, co
 }
 
 }  // namespace
+
+std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex) {
+  if (digest_hex.size() != 64) return std::nullopt;
+  accounts::TokenDigest digest;
+  for (size_t i = 0; i < 32; ++i) {
+    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, digest[i], 16);
+    if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2) return std::nullopt;
+  }
+  return digest;
+}
 
 std::string hex(const accounts::TokenDigest& digest) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -1,6 +1,7 @@
 #pragma once
 // An account as a row of the accounts table, as the warm-load reads it back from COPY. Reading
 // checks every invariant and names the row when one breaks.
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,7 @@ inline constexpr const char* kColumns =
     "confirm_digest, confirm_expires_ms, reset_digest, reset_expires_ms";
 
 std::string hex(const accounts::TokenDigest& digest);
+std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex);  // 64 hex digits
 
 inline constexpr const char* kSessionColumns =
     "id, account_id, token_digest, created_ms, last_used_ms, expires_ms, label, source";

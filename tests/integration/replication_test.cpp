@@ -422,3 +422,28 @@ TEST_CASE("replication.enabled needs a database", "[replication][config]") {
   CHECK(status != 0);
   CHECK(log.find("replication.enabled needs database.url") != std::string::npos);
 }
+
+TEST_CASE("replication: a session checked only on a replica stays alive on the primary, its last use sent back", "[replication][sessions]") {
+  PgServer pg;
+  Settings settings = node(pg);
+  settings["sessions.idle_timeout_s"] = "6";
+  Daemon primary(settings);
+  primary.wait_ready();
+  Client cp(primary.port());
+  active_account(cp, "idle@example.com");
+  std::string token = ok_field(cp, "LOGIN_SESSION idle@example.com first-password", "token");
+  settings = node(pg, false);
+  settings["sessions.idle_timeout_s"] = "6";
+  Daemon replica(settings);
+  replica.wait_ready();
+  Client cr(replica.port());
+  caught_up(cr, cp);
+  // For twice the idle timeout, only the replica sees the user.
+  for (int i = 0; i < 12; ++i) {
+    CHECK(starts_with(cr.call("WHOAMI " + token), "OK "));
+    std::this_thread::sleep_for(1s);
+  }
+  CHECK(starts_with(cp.call("WHOAMI " + token), "OK "));
+  // The primary wrote the last use it was sent (lazily: within a quarter of the idle timeout).
+  CHECK(std::stoll(pg.sql("SELECT (extract(epoch FROM now()) * 1000)::bigint - last_used_ms FROM sessions")) < 6000);
+}
