@@ -242,7 +242,8 @@ int run_daemon(const Config& config) {
                                 .flush_interval = std::chrono::milliseconds(config.database.flush_interval_ms),
                                 .connections = config.database.connections,
                                 .observer = {},
-                                .log_retention = std::chrono::seconds(config.replication.log_retention_s)};
+                                .log_retention = std::chrono::seconds(config.replication.log_retention_s),
+                                .notify = config.replication.enabled};
     if (!config.metrics.listen.empty())
       settings.observer = [&write_metrics](size_t changes, std::chrono::nanoseconds took, bool committed) {
         write_metrics.observe(changes, took, committed);

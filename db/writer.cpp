@@ -310,7 +310,7 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   auto position = next[0][0].as<uint64_t>();
   tx.exec_prepared("log_change", static_cast<int64_t>(position), accounts::now_ms(), logged_accounts.str(),
                    logged_sessions.str());
-  tx.exec("NOTIFY accountsd_changes");  // wakes the replicas at commit
+  if (settings_.notify) tx.exec("NOTIFY accountsd_changes");  // wakes the replicas at commit
   tx.commit();
   commits_.fetch_add(1, std::memory_order_relaxed);
   for (uint64_t seen = position_.load(); seen < position && !position_.compare_exchange_weak(seen, position);) {

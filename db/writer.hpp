@@ -40,6 +40,9 @@ struct WriterSettings {
   std::function<void(size_t changes, std::chrono::nanoseconds took, bool committed)> observer;
   // Change-log entries older than this are trimmed; a replica further behind reloads.
   std::chrono::seconds log_retention{3600};
+  // Wake replicas at each commit (NOTIFY accountsd_changes). Off in single-node mode, where a
+  // notifying commit's global lock would cost for nobody; replicas also look once a second.
+  bool notify = true;
 };
 
 class Writer final : public accounts::Durability {
