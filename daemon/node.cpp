@@ -165,6 +165,10 @@ void run_node(NodeParts p) {
   p.server.set_readonly(readonly_message(""));
   p.role.become_replica(&follower, p.config.replication.promote);
   follower.start();
+  // Serve once the follower has looked once (it then knows the primary's address for READONLY),
+  // or after 10 s without: reads are worth serving even while the database is away.
+  for (int i = 0; i < 200 && !follower.looked() && pause(p.stopping, 50ms); ++i) {
+  }
   p.server.set_loading(nullptr);
   spdlog::info("ready: {} accounts loaded at position {}, serving reads as a replica{}", p.progress.rows.load(),
                p.progress.position.load(), p.config.replication.promote ? " (standby: takes over when the primary goes)" : "");

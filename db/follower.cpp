@@ -32,10 +32,30 @@ struct CannotContinue : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Memory refused a unit.
+// A row broke an invariant, or memory refused the unit: this snapshot cannot be applied as read.
 struct ApplyFailed : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Start over on a fresh connection (which then reloads): the old one may be in the middle of a COPY.
+struct Reconnect {};
+
+// Even a full reload cannot be applied: this node cannot follow, and stops.
+struct Fatal : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A COPY row callback that parses with `parse` into `out`; a bad row is an ApplyFailed.
+template <class Row, class Parse>
+auto rows_into(std::vector<Row>& out, Parse parse) {
+  return [&out, parse](std::string_view line) {
+    try {
+      out.push_back(parse(line));
+    } catch (const std::exception& e) {
+      throw ApplyFailed(e.what());
+    }
+  };
+}
 
 }  // namespace
 
@@ -76,8 +96,15 @@ void Follower::finish() {
   }
   stop_.notify_all();
   if (thread_.joinable()) thread_.join();
-  Link link(settings_.url);
-  while (step(link)) {
+  while (true) {
+    try {
+      Link link(settings_.url);
+      while (step(link)) {
+      }
+      return;
+    } catch (const Reconnect&) {
+      // a reload is due: on a fresh connection
+    }
   }
 }
 
@@ -89,10 +116,16 @@ uint64_t Follower::read_head(Link& link) {
     primary_ = advertise;
     if (settings_.primary_changed) settings_.primary_changed(advertise);
   }
+  looked_.store(true, std::memory_order_release);
   return number(r);
 }
 
 bool Follower::step(Link& link) {
+  if (must_reload_) {
+    reload(link);
+    applied_.store(head_.load(), std::memory_order_release);
+    return true;
+  }
   uint64_t from = applied();
   exec(link.c(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "replication query failed");
   struct Rollback {
@@ -125,52 +158,62 @@ bool Follower::step(Link& link) {
     for (int i = 0; i < PQntuples(ids.get()); ++i)
       if (auto id = accounts::Uuid::parse(PQgetvalue(ids.get(), i, 0))) unit.changed.push_back(*id);
     copy_out(link.c(), std::string("COPY (SELECT ") + kColumns + " FROM accounts WHERE id IN (" + changed + ")) TO STDOUT",
-             [&](std::string_view line) { unit.records.push_back(parse_copy_line(line)); });
+             rows_into(unit.records, parse_copy_line));
     copy_out(link.c(),
              std::string("COPY (SELECT ") + kSessionColumns + " FROM sessions WHERE account_id IN (" + changed + ")) TO STDOUT",
-             [&](std::string_view line) { unit.sessions.push_back(parse_session_line(line)); });
+             rows_into(unit.sessions, parse_session_line));
     copy_out(link.c(),
              std::string("COPY (SELECT ") + kSessionColumns +
                  " FROM sessions WHERE id IN (SELECT unnest(sessions) FROM changes WHERE position > " + past +
                  ") AND account_id NOT IN (" + changed + ")) TO STDOUT",
-             [&](std::string_view line) { unit.touched.push_back(parse_session_line(line)); });
+             rows_into(unit.touched, parse_session_line));
     try {
       settings_.apply(std::move(unit));
     } catch (const std::exception& e) {
       throw ApplyFailed(e.what());
     }
   } catch (const CannotContinue& e) {
-    reload(link, e.what());
+    spdlog::warn("replication: {}; reloading every account", e.what());
+    must_reload_ = true;
+    throw Reconnect{};
   } catch (const ApplyFailed& e) {
-    spdlog::error("replication: cannot apply the changes up to position {}: {}", head, e.what());
-    reload(link, "memory refused a change");
+    spdlog::error("replication: cannot apply the changes up to position {}: {}; reloading every account", head, e.what());
+    must_reload_ = true;
+    throw Reconnect{};
   }
-  applied_.store(head_.load(), std::memory_order_release);
+  applied_.store(head, std::memory_order_release);
   return true;
 }
 
-void Follower::reload(Link& link, const std::string& why) {
-  spdlog::warn("replication: reloading every account: {}", why);
+void Follower::reload(Link& link) {
   reloads_.fetch_add(1, std::memory_order_relaxed);
-  // A snapshot of its own: the one step() was in may be older than what memory has now.
-  PQclear(PQexec(link.c(), "ROLLBACK"));
   exec(link.c(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, "replication query failed");
+  struct Rollback {
+    PGconn* c;
+    ~Rollback() { PQclear(PQexec(c, "ROLLBACK")); }
+  } rollback{link.c()};
   accounts::FollowUnit unit;
   unit.full = true;
   unit.position = read_head(link);
-  copy_out(link.c(), std::string("COPY accounts (") + kColumns + ") TO STDOUT",
-           [&](std::string_view line) { unit.records.push_back(parse_copy_line(line)); });
-  copy_out(link.c(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT",
-           [&](std::string_view line) { unit.sessions.push_back(parse_session_line(line)); });
+  try {
+    copy_out(link.c(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", rows_into(unit.records, parse_copy_line));
+    copy_out(link.c(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT",
+             rows_into(unit.sessions, parse_session_line));
+  } catch (const ApplyFailed& e) {
+    std::string why = std::string("replication: the database holds a row this node cannot load: ") + e.what();
+    if (settings_.fatal) settings_.fatal(why);
+    throw Fatal(why);
+  }
   uint64_t position = unit.position;
   size_t count = unit.records.size();
   try {
     settings_.apply(std::move(unit));
   } catch (const std::exception& e) {
-    std::string fatal = std::string("replication: even a full reload could not be applied: ") + e.what();
-    if (settings_.fatal) settings_.fatal(fatal);
-    throw std::runtime_error(fatal);
+    std::string why = std::string("replication: even a full reload could not be applied: ") + e.what();
+    if (settings_.fatal) settings_.fatal(why);
+    throw Fatal(why);
   }
+  must_reload_ = false;
   head_ = position;
   spdlog::info("replication: reloaded {} accounts at position {}", count, position);
 }
@@ -244,6 +287,10 @@ void Follower::run() {
           if (woken) break;
         }
       }
+    } catch (const Reconnect&) {
+      link.reset();  // and the next step reloads, on a fresh connection
+    } catch (const Fatal&) {
+      return;  // the daemon stops (settings_.fatal)
     } catch (const std::exception& e) {
       link.reset();
       std::string why = e.what();

@@ -58,6 +58,8 @@ class Follower {
   uint64_t applied() const { return applied_.load(std::memory_order_acquire); }
   uint64_t head() const { return head_.load(std::memory_order_relaxed); }  // the latest position seen
   bool connected() const { return connected_.load(std::memory_order_relaxed); }
+  // True once the follower has looked at the database at least once (and so knows the primary).
+  bool looked() const { return looked_.load(std::memory_order_acquire); }
   uint64_t reloads() const { return reloads_.load(std::memory_order_relaxed); }
   // How far behind the primary this node is: 0 when the last look found nothing unapplied;
   // otherwise the time since it was last caught up.
@@ -70,7 +72,7 @@ class Follower {
   // connection failure (the caller reconnects).
   bool step(Link& link);
   uint64_t read_head(Link& link);  // the database's position, noting the primary's address
-  void reload(Link& link, const std::string& why);
+  void reload(Link& link);  // everything, from one snapshot, as one full unit
   void send_touches(Link& link);
 
   FollowerSettings settings_;
@@ -80,7 +82,9 @@ class Follower {
   std::atomic<uint64_t> reloads_{0};
   std::atomic<int64_t> caught_up_ms_;  // steady clock, the last time nothing was left to apply
   std::atomic<bool> behind_{false};
+  std::atomic<bool> looked_{false};
   std::string primary_;  // the follower thread's (finish(): the caller's, after the join)
+  bool must_reload_ = false;  // the same
   std::mutex touches_mutex_;
   Touches touches_;
   std::mutex mutex_;
