@@ -123,6 +123,8 @@ uint64_t Follower::read_head(Link& link) {
 bool Follower::step(Link& link) {
   if (must_reload_) {
     reload(link);
+    behind_ = false;
+    caught_up_ms_ = steady_ms();
     applied_.store(head_.load(), std::memory_order_release);
     return true;
   }
@@ -181,6 +183,10 @@ bool Follower::step(Link& link) {
     must_reload_ = true;
     throw Reconnect{};
   }
+  // Everything this look saw is applied: caught up, as of this snapshot (before applied_, so that
+  // whoever sees the new position also sees the lag it leaves).
+  behind_ = false;
+  caught_up_ms_ = steady_ms();
   applied_.store(head, std::memory_order_release);
   return true;
 }
