@@ -22,11 +22,17 @@ std::optional<int> digits(std::string_view text, size_t at, size_t count) {
   return value;
 }
 
-// A time field: an RFC 3339 string or Unix milliseconds.
+// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z): replies and exports could
+// not show a later time, so an import refuses it rather than store what it cannot give back.
+constexpr int64_t kLastTimeMs = 253402300799999;
+
+// A time field: an RFC 3339 string or Unix milliseconds, up to kLastTimeMs.
 std::optional<int64_t> time_of(const json& value) {
-  if (value.is_number_integer()) return value.get<int64_t>();
-  if (value.is_string()) return parse_time(value.get_ref<const std::string&>());
-  return std::nullopt;
+  std::optional<int64_t> ms;
+  if (value.is_number_integer()) ms = value.get<int64_t>();
+  if (value.is_string()) ms = parse_time(value.get_ref<const std::string&>());
+  if (ms && *ms > kLastTimeMs) return std::nullopt;
+  return ms;
 }
 
 const char* kKnownKeys[] = {"id", "email", "state", "created", "updated", "confirmed", "password_hash", "salt"};
@@ -119,7 +125,7 @@ ImportedLine parse_import_line(std::string_view line, const ImportOptions& optio
   r.state = *parsed_state;
 
   auto created = object.contains("created") ? time_of(object["created"]) : std::nullopt;
-  if (!created || *created <= 0) return fail("created missing, or not an RFC 3339 time or Unix milliseconds after 1970");
+  if (!created || *created <= 0) return fail("created missing, or not an RFC 3339 time or Unix milliseconds from 1970 to the year 9999");
   r.created_ms = *created;
   r.updated_ms = std::max(*created, options.now_ms);
   if (object.contains("updated")) {

@@ -125,8 +125,6 @@ asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer
   io.stop();
 }
 
-
-
 // Keeps systemd informed from the event loop itself: STATUS= every second, and WATCHDOG=1 at
 // half the WatchdogSec interval, so that a wedged loop stops the pings and gets us restarted.
 asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountService& service, const NodeRole& role) {

@@ -136,4 +136,12 @@ TEST_CASE("import lines: times, states and ids, and export_line reads back to th
   CHECK(problem(R"({"email": "a@b.io", "state": "active", "created": 5, "password_hash": 7})") ==
         "password_hash missing or not a string");
   CHECK(problem(R"({"id": "nope", "email": "a@b.io"})") == "id is not a UUID");
+  // A time no reply or export could write (after 9999) is refused, not clamped on the way out
+  // (found by fuzz_import_line: the record did not read back the same).
+  CHECK(problem(R"({"email": "a@b.io", "state": "active", "created": 5, "updated": 955555555555555555, "password_hash": "$1$mxW6l0/t$EIonJqN912tJpIso/.2fc1"})") ==
+        "updated is not a time at or after created");
+  CHECK(problem(R"({"email": "a@b.io", "state": "active", "created": 253402300800000, "password_hash": "$1$mxW6l0/t$EIonJqN912tJpIso/.2fc1"})") ==
+        "created missing, or not an RFC 3339 time or Unix milliseconds from 1970 to the year 9999");
+  CHECK(parse_import_line(R"({"email": "a@b.io", "state": "active", "created": 253402300799999, "password_hash": "$1$mxW6l0/t$EIonJqN912tJpIso/.2fc1"})", options)
+            .record);
 }
