@@ -168,6 +168,10 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
        [](Loader& l, const std::string& key, const toml::node& node) {
          std::string address = l.string(key, node);
          auto colon = address.rfind(':');
+         if (address.empty()) {  // the default: server.listen, with the port it got
+           l.config.replication.advertise.clear();
+           return;
+         }
          if (colon == std::string::npos || colon == 0 || colon + 1 == address.size() || address.size() > 255 ||
              address.find_first_of(" \t\r\n") != std::string::npos)
            l.fail(key, node, "must be HOST:PORT, the address clients reach this node's protocol at");
