@@ -177,6 +177,8 @@ const std::vector<std::pair<std::string, Setter>>& schema() {
            l.fail(key, node, "must be HOST:PORT, the address clients reach this node's protocol at");
          l.config.replication.advertise = address;
        }},
+      {"replication.session_max_lag_ms",
+       integer_into([](Config& c) -> auto& { return c.replication.session_max_lag_ms; }, 100, 3'600'000)},
       {"replication.log_retention_s",
        integer_into([](Config& c) -> auto& { return c.replication.log_retention_s; }, 60, 30 * kDay)},
       {"accounts.min_password_length",

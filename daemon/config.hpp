@@ -58,6 +58,9 @@ struct Config {
     bool promote = true;       // a replica takes over when the primary's lease comes free
     std::string advertise;     // where this node takes changes when primary ("" = server.listen)
     int64_t log_retention_s = 3600;  // change-log entries kept; a replica away longer reloads
+    // A replica further behind than this answers WHOAMI with UNAVAILABLE: it may not have seen a
+    // revocation yet (a logout, a password reset). GET and FIND go on.
+    int64_t session_max_lag_ms = 5000;
   } replication;
   accounts::Settings accounts;  // [accounts], [password_hash] and most of [sessions]
   uint32_t session_sweep_per_tick = 1000;  // [sessions] sweep_per_tick: sessions looked at each second

@@ -98,6 +98,13 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
   });
 }
 
+asio::awaitable<protocol::Reply> too_far_behind(int64_t lag_ms) {
+  std::string message = "this replica is ";  // in steps: g++ 12 warns falsely on one expression
+  message += std::to_string(lag_ms);
+  message += " ms behind the primary and may not have seen a logout; check the session on the primary or another replica";
+  co_return protocol::Reply::error(protocol::Error::unavailable, message);
+}
+
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), close, stop the loop.
 asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer* writer) {
   server.stop();
@@ -264,8 +271,19 @@ int run_daemon(const Config& config) {
   add_session_commands(table, server,
                        Sources{service, writer.get(), lease.get(), progress, role, std::chrono::steady_clock::now()});
   add_role_commands(table, role);
-  for (auto& command : accounts::account_commands(service))
+  for (auto& command : accounts::account_commands(service)) {
+    if (command.spec.name == "WHOAMI") {
+      // A replica that may have missed a revocation does not vouch for a session (docs/PROTOCOL.md).
+      // Not a coroutine itself: on the hot path it hands back WHOAMI's own awaitable, one frame.
+      table.add(command.spec, [handler = command.handler, &role, bound = config.replication.session_max_lag_ms](
+                                  Session&, protocol::Args args) -> asio::awaitable<protocol::Reply> {
+        if (int64_t lag = role.lag_ms(); lag > bound) return too_far_behind(lag);
+        return handler(args);
+      });
+      continue;
+    }
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
+  }
   server.set_clients(config.clients);  // after the last command: rights are kept per command
 
   // Metrics: counted per thread on the request path, served by prometheus-cpp's own HTTP threads.

@@ -5,6 +5,7 @@
 // No Asio here: the session and the metrics include it.
 #include <cstdint>
 #include <array>
+#include <atomic>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -40,6 +41,9 @@ class NodeRole {
 
   View view() const;
   bool replica() const;
+  // How far behind the primary this node is (ms): 0 on the primary, at the cost of one atomic
+  // load (WHOAMI asks on every check); on a replica, the follower's lag.
+  int64_t lag_ms() const;
   uint64_t position() const;
 
  private:
@@ -47,6 +51,7 @@ class NodeRole {
   const db::Writer* writer_ = nullptr;
   db::Follower* follower_ = nullptr;
   bool replica_ = false;
+  std::atomic<bool> replica_fast_{false};  // replica_, readable without the lock
   bool promote_ = false;
   std::string primary_;
   int64_t since_ms_ = 0;
