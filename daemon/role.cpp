@@ -11,7 +11,6 @@ void NodeRole::become_primary(const db::Writer* writer, std::string address) {
   writer_ = writer;
   follower_ = nullptr;
   replica_ = false;
-  replica_fast_ = false;
   promote_ = false;
   primary_ = std::move(address);
   since_ms_ = accounts::now_ms();
@@ -22,7 +21,6 @@ void NodeRole::become_replica(db::Follower* follower, bool promote) {
   writer_ = nullptr;
   follower_ = follower;
   replica_ = true;
-  replica_fast_ = true;
   promote_ = promote;
   since_ms_ = accounts::now_ms();
 }
@@ -56,7 +54,7 @@ NodeRole::View NodeRole::view() const {
 }
 
 int64_t NodeRole::lag_ms() const {
-  if (!replica_fast_.load(std::memory_order_acquire)) return 0;
+  if (!replica_.load(std::memory_order_acquire)) return 0;
   std::lock_guard lock(mutex_);
   return follower_ != nullptr ? follower_->lag_ms() : 0;
 }

@@ -50,8 +50,7 @@ class NodeRole {
   mutable std::mutex mutex_;  // the follower goes away at a promotion: read it under the lock
   const db::Writer* writer_ = nullptr;
   db::Follower* follower_ = nullptr;
-  bool replica_ = false;
-  std::atomic<bool> replica_fast_{false};  // replica_, readable without the lock
+  std::atomic<bool> replica_{false};  // written under the lock, read without it by lag_ms()
   bool promote_ = false;
   std::string primary_;
   int64_t since_ms_ = 0;
