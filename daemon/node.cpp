@@ -108,7 +108,7 @@ Start decide(NodeParts& p) {
       int version = db::current_schema_version(connection);
       if (version == db::latest_schema_version()) return Start::replica;
       if (version > db::latest_schema_version())
-        throw std::runtime_error("the database schema (version " + std::to_string(version) +
+        throw db::SchemaTooNew("the database schema (version " + std::to_string(version) +
                                  ") is newer than this accountsd knows (" +
                                  std::to_string(db::latest_schema_version()) + "): upgrade accountsd");
       std::string wait = version == 0 ? "the database has no accountsd schema yet" :
@@ -120,8 +120,9 @@ Start decide(NodeParts& p) {
       backoff = 1000ms;
     } catch (const db::DatabaseTaken&) {
       throw;
-    } catch (const std::runtime_error& e) {
-      if (std::string(e.what()).find("upgrade accountsd") != std::string::npos) throw;
+    } catch (const db::SchemaTooNew&) {
+      throw;
+    } catch (const std::exception& e) {
       spdlog::warn("database not reachable yet ({}); retrying", e.what());
     }
     if (!pause(p.stopping, backoff)) return Start::stopped;

@@ -93,7 +93,7 @@ int migrate(pqxx::connection& connection) {
       " applied_at timestamptz NOT NULL DEFAULT now())");
   auto current = tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
   if (current > latest_schema_version())
-    throw std::runtime_error("the database schema (version " + std::to_string(current) +
+    throw SchemaTooNew("the database schema (version " + std::to_string(current) +
                              ") is newer than this accountsd knows (" + std::to_string(latest_schema_version()) +
                              "): upgrade accountsd");
   int applied = 0;

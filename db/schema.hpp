@@ -2,6 +2,7 @@
 // The database schema: numbered migrations, applied at start-up in one transaction under an
 // advisory lock, and the advisory lock that keeps a second daemon off the same database.
 #include <pqxx/connection>
+#include <stdexcept>
 
 namespace db {
 
@@ -10,7 +11,14 @@ constexpr long long kDaemonLockKey = 0x6163636f756e7464;  // "accountd"
 // Taken inside the migration transaction, so two starting daemons never migrate at once.
 constexpr long long kMigrationLockKey = kDaemonLockKey + 1;
 
+// The database's schema is newer than this build: it must not start against it (upgrade it).
+class SchemaTooNew : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Applies every migration the database does not have yet; returns how many were applied.
+// Throws SchemaTooNew when the database is ahead of this build.
 int migrate(pqxx::connection& connection);
 
 // The latest schema version this build knows.

@@ -376,3 +376,17 @@ TEST_CASE("a stale planner estimate changes nothing: the index grows to the rows
   CHECK(field(c.call("FIND bulk30000@example.com"), "state") == "active");
   CHECK(field(c.call("STATS"), "accounts") == "30001");
 }
+
+TEST_CASE("a database whose schema is newer than this build stops the start and says so, as primary or replica", "[persistence][replication]") {
+  PgServer pg;
+  seed(pg, "someone@example.com");
+  pg.sql("INSERT INTO schema_migrations (version) VALUES (99)");
+  for (const Settings& settings : {Settings{{"database.url", pg.url_setting()}},
+                                   Settings{{"database.url", pg.url_setting()}, {"replication.enabled", "true"},
+                                            {"replication.promote", "false"}}}) {
+    auto [status, log] = run_to_exit(settings);
+    INFO(log);
+    CHECK(status == 1);
+    CHECK(log.find("is newer than this accountsd knows") != std::string::npos);
+  }
+}
