@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
+#include <cassert>
 #include <asio/strand.hpp>
 #include <mutex>
 
@@ -14,8 +15,13 @@ struct Account::Message {
   std::unique_ptr<Message> next;
 };
 
+struct Account::Mailbox {
+  std::unique_ptr<Message> head;
+  Message* tail = nullptr;
+};
+
 Account::Account(AccountRecord record, Presence presence) : presence_(presence), record_(std::move(record)) {}
-Account::~Account() = default;
+Account::~Account() { delete extras_.load(std::memory_order_relaxed); }
 
 bool Account::add_view_to(protocol::Reply& reply, std::string_view only_if_email) const {
   std::lock_guard guard(lock_);
@@ -25,9 +31,30 @@ bool Account::add_view_to(protocol::Reply& reply, std::string_view only_if_email
   return true;
 }
 
+namespace {
+
+// Every field but the id, which is fixed at construction: the id index reads it without the lock,
+// and rewriting even the same bytes meanwhile would be a data race. The size check stops the build
+// when a field is added and not moved here.
+void assign_all_but_id(AccountRecord& to, AccountRecord&& from) {
+  static_assert(sizeof(AccountRecord) == 112, "AccountRecord changed: move the new field here too");
+  to.email = std::move(from.email);
+  to.state = from.state;
+  to.password_hash = std::move(from.password_hash);
+  to.created_ms = from.created_ms;
+  to.updated_ms = from.updated_ms;
+  to.confirmed_ms = from.confirmed_ms;
+  to.version = from.version;
+  to.confirm = std::move(from.confirm);
+  to.reset = std::move(from.reset);
+}
+
+}  // namespace
+
 void Account::publish(AccountRecord next, Presence presence) {
+  assert(next.id == record_.id);
   std::lock_guard guard(lock_);
-  record_ = std::move(next);
+  assign_all_but_id(record_, std::move(next));
   presence_ = presence;
 }
 
@@ -36,15 +63,25 @@ std::pair<Account::Presence, AccountRecord> Account::committed() const {
   return {presence_, record_};
 }
 
+Account::Extras& Account::extras() {
+  if (Extras* e = extras_.load(std::memory_order_acquire)) return *e;
+  std::lock_guard guard(lock_);
+  Extras* e = extras_.load(std::memory_order_relaxed);
+  if (!e) extras_.store(e = new Extras(), std::memory_order_release);
+  return *e;
+}
+
 Account::Sessions Account::sessions_copy() const {
   std::lock_guard guard(lock_);
-  return sessions_ ? *sessions_ : Sessions();
+  const Extras* e = existing_extras();
+  return e ? e->sessions : Sessions();
 }
 
 void Account::replace_sessions(Sessions sessions) {
-  auto fresh = sessions.empty() ? nullptr : std::make_unique<Sessions>(std::move(sessions));
+  if (!existing_extras() && sessions.empty()) return;
+  Extras& e = extras();
   std::lock_guard guard(lock_);
-  sessions_.swap(fresh);
+  e.sessions.swap(sessions);  // the old list is freed after the lock, with the argument
 }
 
 void Account::publish_presence(Presence presence) {
@@ -70,10 +107,11 @@ void Account::enqueue(std::unique_ptr<Message> message, const asio::any_io_execu
   bool start = false;
   {
     std::lock_guard guard(lock_);
+    if (!mailbox_) mailbox_ = std::make_unique<Mailbox>();
     Message* raw = message.get();
-    if (tail_ != nullptr) tail_->next = std::move(message);
-    else head_ = std::move(message);
-    tail_ = raw;
+    if (mailbox_->tail != nullptr) mailbox_->tail->next = std::move(message);
+    else mailbox_->head = std::move(message);
+    mailbox_->tail = raw;
     if (!running_) running_ = start = true;
   }
   if (!start) return;
@@ -88,14 +126,16 @@ void Account::enqueue(std::unique_ptr<Message> message, const asio::any_io_execu
 }
 
 std::unique_ptr<Account::Message> Account::next_message() {
+  std::unique_ptr<Mailbox> empty;  // freed after the lock
   std::lock_guard guard(lock_);
-  if (!head_) {
+  if (!mailbox_->head) {
     running_ = false;  // the next enqueue starts a new drain
+    empty = std::move(mailbox_);
     return nullptr;
   }
-  auto message = std::move(head_);
-  head_ = std::move(message->next);
-  if (!head_) tail_ = nullptr;
+  auto message = std::move(mailbox_->head);
+  mailbox_->head = std::move(message->next);
+  if (!mailbox_->head) mailbox_->tail = nullptr;
   return message;
 }
 

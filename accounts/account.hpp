@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "accounts/completion.hpp"
+#include "accounts/index_entry.hpp"
 #include "accounts/record.hpp"
 #include "accounts/session.hpp"
 #include "accounts/throttle.hpp"
@@ -34,7 +35,8 @@ class SpinLock {
   std::atomic_flag flag_;
 };
 
-class Account : public std::enable_shared_from_this<Account> {
+// An account is also its own entry in the id index (IdIndexEntry): no separate node per account.
+class Account : public std::enable_shared_from_this<Account>, public IdIndexEntry {
  public:
   // pending: registration not yet committed; deleted: gone, but someone may still hold a pointer.
   enum class Presence : uint8_t { pending, live, deleted };
@@ -54,12 +56,16 @@ class Account : public std::enable_shared_from_this<Account> {
   // The same without waiting for the reply.
   void tell(const asio::any_io_executor& executor, Job job);
 
+  // Any thread: the account's id, fixed at construction (publish never rewrites it), read without
+  // the lock. The id index is keyed by it.
+  const Uuid& id() const { return record_.id; }
   // Actor only: the committed record and presence, read without the lock (only the actor writes).
   const AccountRecord& record() const { return record_; }
   Presence presence() const { return presence_; }
   // Any thread: a copy of the presence and committed record, taken under the lock.
   std::pair<Presence, AccountRecord> committed() const;
-  // Actor only: makes `next` the committed record that readers see from now on.
+  // Actor only: makes `next` the committed record that readers see from now on. `next` has the
+  // account's id.
   void publish(AccountRecord next, Presence presence = Presence::live);
   void publish_presence(Presence presence);
 
@@ -71,19 +77,22 @@ class Account : public std::enable_shared_from_this<Account> {
   // Actor only: failed-login throttling; it lives in memory and is never persisted. Most accounts
   // never fail a login or give a source: the throttle is allocated on first use.
   LoginThrottle& throttle() {
-    if (!throttle_) throttle_ = std::make_unique<LoginThrottle>();
-    return *throttle_;
+    Extras& e = extras();
+    if (!e.throttle) e.throttle = std::make_unique<LoginThrottle>();
+    return *e.throttle;
   }
-  LoginThrottle* existing_throttle() const { return throttle_.get(); }
+  LoginThrottle* existing_throttle() const {
+    const Extras* e = existing_extras();
+    return e ? e->throttle.get() : nullptr;
+  }
 
   // Actor only (and the warm-load before serving): the account's open sessions, oldest first.
-  // Allocated when the first one opens.
   using Sessions = std::vector<SessionRef>;
-  Sessions& sessions() {
-    if (!sessions_) sessions_ = std::make_unique<Sessions>();
-    return *sessions_;
+  Sessions& sessions() { return extras().sessions; }
+  const Sessions* existing_sessions() const {
+    const Extras* e = existing_extras();
+    return e && !e->sessions.empty() ? &e->sessions : nullptr;
   }
-  const Sessions* existing_sessions() const { return sessions_.get(); }
   // Any thread: a copy of the list, under the lock. And the replica's follower, which is the only
   // writer of a replica's accounts, replaces the list under the lock, so that an actor listing
   // the sessions meanwhile sees one list or the other.
@@ -92,6 +101,16 @@ class Account : public std::enable_shared_from_this<Account> {
 
  private:
   struct Message;
+  struct Mailbox;
+  // What most accounts never have (a throttle, sessions) in one box allocated on first use, so that
+  // an account without them pays one pointer for both. Set once, under the lock (on a replica the
+  // actor and the follower may both be first), and kept until the account goes.
+  struct Extras {
+    std::unique_ptr<LoginThrottle> throttle;
+    Sessions sessions;
+  };
+  Extras& extras();
+  const Extras* existing_extras() const { return extras_.load(std::memory_order_acquire); }
   void enqueue(std::unique_ptr<Message> message, const asio::any_io_executor& executor);
   std::unique_ptr<Message> next_message();
   static asio::awaitable<void> drain(std::shared_ptr<Account> self);
@@ -101,10 +120,9 @@ class Account : public std::enable_shared_from_this<Account> {
   bool in_doubt_ = false;
   Presence presence_;
   AccountRecord record_;
-  std::unique_ptr<LoginThrottle> throttle_;
-  std::unique_ptr<Sessions> sessions_;
-  std::unique_ptr<Message> head_;
-  Message* tail_ = nullptr;
+  std::atomic<Extras*> extras_{nullptr};  // owned
+  // The mail waiting for the actor; allocated while there is any (an idle account has none).
+  std::unique_ptr<Mailbox> mailbox_;
 };
 
 }  // namespace accounts

@@ -90,7 +90,7 @@ void AccountService::apply(FollowUnit&& unit) {
     } else {
       State state = step.next->state;
       step.account = std::make_shared<Account>(std::move(*step.next), Account::Presence::live);
-      if (!index_->insert_id(id, step.account))
+      if (!index_->insert_id(step.account))
         throw std::runtime_error("account " + id.to_string() + ": its id is already in memory");
       if (!index_->reserve_email(email, step.account))
         throw std::runtime_error("account " + id.to_string() + ": its email " + email +

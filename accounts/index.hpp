@@ -36,7 +36,8 @@ class AccountIndex {
     return visit_email_impl(email, AccountRef(use));
   }
 
-  bool insert_id(const Uuid& id, std::shared_ptr<Account> account);
+  // Keyed by account->id(). An account enters the id index once in its life.
+  bool insert_id(std::shared_ptr<Account> account);
   // Insert-if-absent: true when `email` now belongs to `account`, false when anyone held it.
   bool reserve_email(const std::string& email, std::shared_ptr<Account> account);
   // Only the account an entry points to removes it, from inside its actor.

@@ -41,7 +41,7 @@ asio::awaitable<Reply> AccountService::register_account(std::string email, std::
     Change change{.record = next};
     Settle settle = [this, next](Account& a, bool committed) {
       if (committed) {
-        index_->insert_id(next.id, a.shared_from_this());
+        index_->insert_id(a.shared_from_this());
         count(std::nullopt, next.state);
         a.publish(next);
       } else {  // release the address: the account never existed

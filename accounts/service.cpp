@@ -173,7 +173,7 @@ asio::awaitable<bool> AccountService::commit(Account& account, Action action, Ac
 void AccountService::adopt(AccountRecord&& record) {
   auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
   const AccountRecord& r = account->record();
-  if (!index_->insert_id(r.id, account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
+  if (!index_->insert_id(account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
   if (!index_->reserve_email(r.email, account))
     throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
   count(std::nullopt, r.state);

@@ -215,14 +215,21 @@ TEST_CASE("index: threads racing insert-if-absent on the same keys get one winne
   // Erase frees a key for the next insert; ids work the same way.
   index.erase_email("user7@example.com");
   CHECK(index.by_email("user7@example.com") == nullptr);
-  auto again = std::make_shared<Account>(AccountRecord{}, Account::Presence::live);
-  CHECK(index.reserve_email("user7@example.com", again));
   Uuid id = Uuid::v7(5);
-  CHECK(index.insert_id(id, again));
-  CHECK_FALSE(index.insert_id(id, again));
+  AccountRecord record;
+  record.id = id;
+  record.email = "user7@example.com";
+  auto again = std::make_shared<Account>(record, Account::Presence::live);
+  CHECK(index.reserve_email("user7@example.com", again));
+  CHECK(index.insert_id(again));
+  CHECK_FALSE(index.insert_id(again));  // once in its life
+  CHECK_FALSE(index.insert_id(std::make_shared<Account>(record, Account::Presence::live)));  // the id is taken
   CHECK(index.by_id(id) == again);
   index.erase_id(id);
   CHECK(index.by_id(id) == nullptr);
+  // Whoever holds an account the index let go of still has a valid one (ASan would see otherwise).
+  index.erase_email("user7@example.com");
+  CHECK(again->record().email == "user7@example.com");
 }
 
 TEST_CASE("index: lookups run concurrently with inserts and erases", "[index]") {
@@ -272,10 +279,10 @@ TEST_CASE("index: grows from empty while readers find every key inserted before 
       }
     });
   for (int k = 0; k < keys; ++k) {
-    auto account = std::make_shared<Account>(AccountRecord{}, Account::Presence::live);
-    Uuid id{};
-    for (int b = 0; b < 4; ++b) id.bytes[15 - b] = static_cast<uint8_t>(k >> (8 * b));
-    REQUIRE(index.insert_id(id, account));
+    AccountRecord record;
+    for (int b = 0; b < 4; ++b) record.id.bytes[15 - b] = static_cast<uint8_t>(k >> (8 * b));
+    auto account = std::make_shared<Account>(record, Account::Presence::live);
+    REQUIRE(index.insert_id(account));
     REQUIRE(index.reserve_email("g" + std::to_string(k) + "@x.io", account));
     inserted.store(k + 1);
   }
