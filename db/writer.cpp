@@ -74,8 +74,18 @@ struct Writer::Link {
     connection.prepare("epoch", "SELECT epoch FROM writer_lease WHERE id = 1");
     connection.prepare("log_change",
                        "INSERT INTO changes (position, committed_ms, accounts, sessions) VALUES ($1, $2, $3::uuid[], $4::uuid[])");
+    // Trimming walks the primary key from the oldest entry, so it reads what it deletes and one row
+    // more, never the whole log (a scan by committed_ms would read every entry every ten seconds,
+    // on the writer's connection, holding up commits). Positions follow commit order, and so do
+    // the times; a cut at the first entry young enough keeps everything younger. At most $3
+    // entries go per round, so that a shortened retention does not stop the writer for long.
     connection.prepare("trim",
-                       "DELETE FROM changes WHERE committed_ms < $1"
+                       "WITH lo AS (SELECT min(position) AS p FROM changes)"
+                       " DELETE FROM changes WHERE position < coalesce("
+                       "   (SELECT c.position FROM changes c WHERE c.position >= (SELECT p FROM lo)"
+                       "    AND c.position < (SELECT p FROM lo) + $3 AND c.committed_ms >= $1"
+                       "    ORDER BY c.position LIMIT 1),"
+                       "   (SELECT p + $3 FROM lo))"
                        " AND EXISTS (SELECT 1 FROM writer_lease WHERE id = 1 AND epoch = $2)");
   }
   pqxx::connection connection;
@@ -318,13 +328,18 @@ void Writer::commit(Link& link, std::deque<Pending>& batch) {
   for (auto& p : batch) p.done(true);
 }
 
+// Change-log entries trimmed at most per round (every 10 s): 10,000 commits a second, far more
+// than one writer's group commits reach.
+constexpr int64_t kTrimMax = 100000;
+
 void Writer::trim(Link& link) {
   int64_t now = accounts::now_ms();
   if (now - last_trim_ms_.load(std::memory_order_relaxed) < 10000) return;
   last_trim_ms_ = now;
   try {
     pqxx::work tx(link.connection, "trim");
-    auto r = tx.exec_prepared("trim", now - settings_.log_retention.count() * 1000, static_cast<int64_t>(epoch_));
+    auto r = tx.exec_prepared("trim", now - settings_.log_retention.count() * 1000, static_cast<int64_t>(epoch_),
+                              kTrimMax);
     tx.commit();
     if (r.affected_rows() > 0) spdlog::debug("change log: trimmed {} entries", r.affected_rows());
   } catch (const std::exception& e) {

@@ -477,3 +477,46 @@ TEST_CASE("replication: a session checked only on a replica stays alive on the p
   // The primary wrote the last use it was sent (lazily: within a quarter of the idle timeout).
   CHECK(std::stoll(pg.sql("SELECT (extract(epoch FROM now()) * 1000)::bigint - last_used_ms FROM sessions")) < 6000);
 }
+
+namespace {
+std::string count_changes(const PgServer& pg, const std::string& where) {
+  std::string n = pg.sql("SELECT count(*) FROM changes WHERE " + where);
+  return n.substr(0, n.find('\n'));
+}
+bool wait_for_count(const PgServer& pg, const std::string& where, const std::string& expected) {
+  for (auto until = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < until;) {
+    if (count_changes(pg, where) == expected) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("change log: entries older than log_retention_s go, by position and a bounded number per round", "[replication]") {
+  PgServer pg;
+  {
+    Daemon first(Settings{{"database.url", pg.url_setting()}});
+    first.wait_ready();
+  }  // the schema
+  // A log left by an earlier writer: 150,000 entries from two hours ago, then 5 from now.
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  pg.sql("UPDATE writer_lease SET position = 200000");
+  pg.sql("INSERT INTO changes (position, committed_ms, accounts, sessions) SELECT g, " + std::to_string(now - 7'200'000) +
+         ", '{}', '{}' FROM generate_series(1, 150000) g");
+  pg.sql("INSERT INTO changes (position, committed_ms, accounts, sessions) SELECT g, " + std::to_string(now) +
+         ", '{}', '{}' FROM generate_series(150001, 150005) g");
+
+  Daemon d(Settings{{"database.url", pg.url_setting()}, {"replication.log_retention_s", "60"}});
+  d.wait_ready();
+  Client c(d.port());
+  register_account(c, "first@example.com");  // a commit, and the first trimming round after it
+  // The first round takes the oldest 100,000 and no more.
+  REQUIRE(wait_for_count(pg, "position <= 150000", "50000"));
+  CHECK(count_changes(pg, "position <= 100000") == "0");
+  std::this_thread::sleep_for(10500ms);  // the next round is due ten seconds after the first
+  register_account(c, "second@example.com");
+  CHECK(wait_for_count(pg, "position <= 150000", "0"));
+  // What is younger than the retention stays: the five recent entries and this writer's own.
+  CHECK(count_changes(pg, "position BETWEEN 150001 AND 150005") == "5");
+  CHECK(count_changes(pg, "position > 200000") == "2");
+}
