@@ -2,7 +2,7 @@
 // gaps (email swaps applied as one unit), read-your-writes through WAIT, READONLY naming the
 // primary, convergence under concurrent load with a replica killed and restarted, kill -9 of the
 // primary with a standby taking over, and the faults: no schema yet, a log that cannot continue,
-// and a replica cut off from the database.
+// a replica cut off from the database, and a primary cut off from it while the standby takes over.
 #include <signal.h>
 
 #include <atomic>
@@ -519,4 +519,59 @@ TEST_CASE("change log: entries older than log_retention_s go, by position and a 
   // What is younger than the retention stays: the five recent entries and this writer's own.
   CHECK(count_changes(pg, "position BETWEEN 150001 AND 150005") == "5");
   CHECK(count_changes(pg, "position > 200000") == "2");
+}
+
+TEST_CASE("failover: a primary cut off from the database is fenced while the standby takes over, stops when it finds the epoch moved, and comes back as a replica", "[replication][failover]") {
+  PgServer pg;
+  pg.sql("CREATE ROLE primary_p LOGIN SUPERUSER");
+  Daemon primary(node(pg, true, "primary_p"));
+  primary.wait_ready();
+  Client cp(primary.port());
+  CHECK(role_field(cp, "role") == "primary");
+  Daemon standby(node(pg));
+  standby.wait_ready();
+  Client cs(standby.port());
+  std::string id = active_account(cp, "victim@example.com", "old-password");
+  caught_up(cs, cp);
+
+  // The primary loses the database (a network partition): its lease connection goes, and with it
+  // the advisory lock the standby waits on.
+  cut_off(pg, "primary_p");
+  bool fenced = false;
+  for (int i = 0; i < 100 && !fenced; ++i) {  // lease_timeout_ms is 2000 by default
+    fenced = starts_with(cp.call("LOGIN victim@example.com old-password"), "ERR FENCED ");
+    if (!fenced) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(fenced);
+  std::string reply;
+  for (auto until = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < until;) {
+    reply = cs.call("CHANGE_PASSWORD " + id + " old-password new-password");
+    if (!starts_with(reply, "ERR READONLY ")) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  INFO(reply << "\n" << standby.log());
+  REQUIRE(starts_with(reply, "OK "));
+  CHECK(role_field(cs, "role") == "primary");
+
+  // However often the old primary is asked, it never answers with the old truth.
+  for (int i = 0; i < 10; ++i) {
+    CHECK(starts_with(cp.call("LOGIN victim@example.com old-password"), "ERR FENCED "));
+    CHECK(starts_with(cp.call("DEACTIVATE " + id), "ERR FENCED "));
+    std::this_thread::sleep_for(100ms);
+  }
+
+  // The partition heals: the old primary finds the epoch moved and stops (systemd restarts it).
+  pg.sql("ALTER ROLE primary_p LOGIN");
+  CHECK(primary.wait_exit(30s) == 1);
+  CHECK(primary.log().find("restarted, it joins as a replica") != std::string::npos);
+  CHECK(pg.sql("SELECT state FROM accounts WHERE id = '" + id + "'") == "active\n");
+
+  // Restarted, it is a replica of the new primary and has its changes.
+  Daemon again(node(pg, true, "primary_p"));
+  again.wait_ready();
+  Client ca(again.port());
+  CHECK(role_field(ca, "role") == "replica");
+  caught_up(ca, cs);
+  CHECK(starts_with(ca.call("LOGIN victim@example.com new-password"), "OK "));
+  CHECK(starts_with(ca.call("LOGIN victim@example.com old-password"), "ERR INVALID_CREDENTIALS "));
 }
