@@ -49,22 +49,31 @@ void AccountService::apply(FollowUnit&& unit) {
   struct Step {
     std::shared_ptr<Account> account;  // in memory now (null: new)
     AccountRecord* next;               // in the database (null: deleted)
+    bool same = false;                 // memory holds `next` already, its address included
   };
   std::vector<Step> steps;
   steps.reserve(ids.size());
+  // Before readers are held: which accounts are already right. The follower is the only writer of
+  // a replica's records and index, so what it reads here stays true until it applies. A full
+  // reload after an outage finds most accounts unchanged, and then holds readers only for the
+  // rest (docs/BENCHMARKS.md, scenario 18).
   for (const auto& id : ids) {
     auto found = next.find(id);
-    steps.push_back({index_->by_id(id), found == next.end() ? nullptr : found->second});
+    Step step{index_->by_id(id), found == next.end() ? nullptr : found->second};
+    step.same = step.account && step.next && *step.next == step.account->record() &&
+                index_->by_email(step.next->email) == step.account;
+    steps.push_back(std::move(step));
   }
 
   Applying applying(apply_seq_);
   // 1. Release: addresses that move away or go with a deleted account, and the deleted accounts.
   for (auto& step : steps) {
-    if (!step.account) continue;
+    if (!step.account || step.same) continue;
     const AccountRecord& now = step.account->record();
-    // A full reload takes every address anew: after a unit that failed half-way, an account's
-    // record and its index entry may disagree.
-    if (unit.full || step.next == nullptr || step.next->email != now.email) index_->erase_email(now.email);
+    // Only an entry that is this account's: after a unit that failed half-way, a record and the
+    // index may disagree, and the address may be another account's by now.
+    if ((step.next == nullptr || step.next->email != now.email) && index_->by_email(now.email) == step.account)
+      index_->erase_email(now.email);
     if (step.next != nullptr) continue;
     count(now.state, std::nullopt);
     for (const auto& s : step.account->sessions_copy()) {
@@ -80,11 +89,12 @@ void AccountService::apply(FollowUnit&& unit) {
     if (step.next == nullptr) continue;
     std::string email = step.next->email;
     Uuid id = step.next->id;
-    if (step.account) {
-      bool moved = unit.full || step.account->record().email != email;
+    if (step.same) {
+      // Nothing to install.
+    } else if (step.account) {
       count(step.account->record().state, step.next->state);
       step.account->publish(std::move(*step.next));
-      if (moved && !index_->reserve_email(email, step.account))
+      if (index_->by_email(email) != step.account && !index_->reserve_email(email, step.account))
         throw std::runtime_error("account " + id.to_string() + ": its new email " + email +
                                  " is still held by another account in memory");
     } else {
@@ -115,6 +125,7 @@ void AccountService::apply(FollowUnit&& unit) {
 
 void AccountService::reconcile_sessions(Account& a, const std::vector<const SessionRow*>& rows) {
   Account::Sessions current = a.sessions_copy();
+  if (current.empty() && rows.empty()) return;  // most accounts: none before, none after
   Account::Sessions result;
   result.reserve(rows.size());
   std::unordered_set<Uuid, UuidHash> kept;

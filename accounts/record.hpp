@@ -29,6 +29,10 @@ class PendingToken {
   PendingToken& operator=(PendingToken&&) noexcept = default;
 
   bool present() const { return data_ != nullptr; }
+  bool operator==(const PendingToken& other) const {
+    if (!data_ || !other.data_) return !data_ && !other.data_;
+    return data_->digest == other.data_->digest && data_->expires_ms == other.data_->expires_ms;
+  }
   const TokenDigest& digest() const { return data_->digest; }   // only when present()
   int64_t expires_ms() const { return data_ ? data_->expires_ms : 0; }
 
@@ -51,6 +55,8 @@ struct AccountRecord {
   uint64_t version = 0;      // 1 at registration, +1 on every change
   PendingToken confirm;
   PendingToken reset;
+
+  bool operator==(const AccountRecord&) const = default;
 };
 
 int64_t now_ms();

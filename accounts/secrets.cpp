@@ -152,16 +152,24 @@ PasswordHash::PasswordHash(std::string_view text) {
   std::memcpy(block_.get() + 1 + sizeof size, text.data(), text.size());
 }
 
+size_t PasswordHash::block_bytes() const {
+  if (!block_) return 0;
+  if (block_.get()[0] != kText) return 1 + sizeof(Packed);
+  uint32_t size;
+  std::memcpy(&size, block_.get() + 1, sizeof size);
+  return 1 + sizeof size + size;
+}
+
 PasswordHash::PasswordHash(const PasswordHash& other) {
   if (!other.block_) return;
-  size_t bytes = 1 + sizeof(Packed);
-  if (other.block_.get()[0] == kText) {
-    uint32_t size;
-    std::memcpy(&size, other.block_.get() + 1, sizeof size);
-    bytes = 1 + sizeof size + size;
-  }
+  size_t bytes = other.block_bytes();
   block_.reset(new uint8_t[bytes]);
   std::memcpy(block_.get(), other.block_.get(), bytes);
+}
+
+bool PasswordHash::operator==(const PasswordHash& other) const {
+  size_t bytes = block_bytes();
+  return bytes == other.block_bytes() && (bytes == 0 || std::memcmp(block_.get(), other.block_.get(), bytes) == 0);
 }
 
 bool PasswordHash::packed() const { return block_ && block_.get()[0] == kPacked; }

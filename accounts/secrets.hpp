@@ -47,8 +47,11 @@ class PasswordHash {
   std::string text() const;
   bool empty() const { return !block_; }
   bool packed() const;  // for tests: true when held in binary
+  // The same hash (a string is packed only one way, so equal texts are equal blocks).
+  bool operator==(const PasswordHash& other) const;
 
  private:
+  size_t block_bytes() const;
   struct Deleter {
     void operator()(uint8_t* p) const;
   };

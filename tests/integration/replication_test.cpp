@@ -398,6 +398,8 @@ TEST_CASE("replication faults: no schema yet, a change log that cannot continue,
   primary.wait_ready();
   Client cp(primary.port());
   std::string a = active_account(cp, "first@example.com");
+  std::string kept = active_account(cp, "kept@example.com");
+  std::string moved = active_account(cp, "moving@example.com");
   replica.wait_ready();
   caught_up(cr, cp);
   CHECK(field(cr.call("GET " + a), "email") == "first@example.com");
@@ -408,15 +410,22 @@ TEST_CASE("replication faults: no schema yet, a change log that cannot continue,
   REQUIRE(wait_for_log(replica, "replication: lost the database"));
   std::string b = active_account(cp, "second@example.com");
   ok_field(cp, "DELETE " + a, "id");
+  ok_field(cp, "CHANGE_EMAIL " + moved + " moved@example.com", "id");
   pg.sql("DELETE FROM changes");
   pg.sql("ALTER ROLE replica_r LOGIN");
   caught_up(cr, cp);
   CHECK(wait_for_log(replica, "the change log no longer holds every change after position"));
-  CHECK(wait_for_log(replica, "replication: reloaded 1 accounts"));
+  CHECK(wait_for_log(replica, "replication: reloaded 3 accounts"));
   CHECK(role_field(cr, "reloads") == "1");
   CHECK(starts_with(cr.call("GET " + a), "ERR NOT_FOUND "));
   CHECK(field(cr.call("FIND second@example.com"), "id") == b);
-  CHECK(field(cr.call("STATS"), "accounts") == "1");
+  // An account the reload found unchanged keeps its address; one whose address moved, moves.
+  CHECK(field(cr.call("FIND kept@example.com"), "id") == kept);
+  CHECK(field(cr.call("FIND moved@example.com"), "id") == moved);
+  CHECK(starts_with(cr.call("FIND moving@example.com"), "ERR NOT_FOUND "));
+  CHECK(cr.call("GET " + kept) == cp.call("GET " + kept));
+  CHECK(cr.call("GET " + moved) == cp.call("GET " + moved));
+  CHECK(field(cr.call("STATS"), "accounts") == "3");
 
   // promote = false: when the primary goes, this node stays a replica and keeps serving reads.
   CHECK(primary.stop() == 0);

@@ -194,6 +194,39 @@ TEST_CASE("password hashes: libsodium's Argon2id strings are packed and give bac
   CHECK(PasswordHash("").text().empty());
 }
 
+TEST_CASE("records compare equal only when every field is the same (a replica's reload skips those)", "[secrets][record]") {
+  init_secrets();
+  std::string one = hash_password("one", HashParams{1, 8}), two = hash_password("two", HashParams{1, 8});
+  CHECK(PasswordHash(one) == PasswordHash(one));
+  CHECK_FALSE(PasswordHash(one) == PasswordHash(two));
+  CHECK(PasswordHash("plain") == PasswordHash("plain"));
+  CHECK_FALSE(PasswordHash("plain") == PasswordHash("plainer"));
+  CHECK_FALSE(PasswordHash("plain") == PasswordHash());
+  CHECK(PasswordHash() == PasswordHash(""));
+
+  AccountRecord a;
+  a.id = Uuid::v7(1);
+  a.email = "a@example.com";
+  a.password_hash = PasswordHash(one);
+  a.confirm = PendingToken(digest_token("t"), 5);
+  AccountRecord b = a;
+  CHECK(a == b);
+  b.confirm = PendingToken(digest_token("t"), 6);
+  CHECK_FALSE(a == b);
+  b = a;
+  b.confirm = {};
+  CHECK_FALSE(a == b);
+  b = a;
+  b.password_hash = PasswordHash(two);
+  CHECK_FALSE(a == b);
+  b = a;
+  b.version = 2;
+  CHECK_FALSE(a == b);
+  b = a;
+  b.email = "b@example.com";
+  CHECK_FALSE(a == b);
+}
+
 TEST_CASE("index: threads racing insert-if-absent on the same keys get one winner per key", "[index]") {
   IndexRuntime runtime;
   AccountIndex index;
