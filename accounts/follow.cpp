@@ -62,6 +62,8 @@ void AccountService::apply(FollowUnit&& unit) {
     Step step{index_->by_id(id), found == next.end() ? nullptr : found->second};
     step.same = step.account && step.next && *step.next == step.account->record() &&
                 index_->by_email(step.next->email) == step.account;
+    // Nothing at all to do: the same record and address, and no sessions before or after.
+    if (step.same && !sessions_of.contains(id) && step.account->sessions_copy().empty()) continue;
     steps.push_back(std::move(step));
   }
 
