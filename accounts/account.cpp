@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
-#include <cassert>
 #include <asio/strand.hpp>
+#include <cassert>
 #include <mutex>
 
 namespace accounts {
