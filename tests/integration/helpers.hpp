@@ -41,6 +41,18 @@ inline bool wait_for_log(const Daemon& daemon, const std::string& text,
   return false;
 }
 
+// True once `request` is answered with a reply that starts with `prefix`, asking every 100 ms
+// for up to `timeout` (a daemon that lost its lease answers FENCED within lease_timeout_ms).
+inline bool wait_for_reply(Client& c, const std::string& request, const std::string& prefix,
+                           std::chrono::seconds timeout = std::chrono::seconds(10)) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (starts_with(c.call(request), prefix)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 // The port the daemon logged right after `marker` (e.g. "TLS listening on 127.0.0.1:"). The
 // Daemon is started once the plain listener is logged; other listeners are logged a moment
 // later, so this waits for the line rather than reading the log once.

@@ -173,12 +173,7 @@ TEST_CASE("PostgreSQL stopped: writes in flight answer UNAVAILABLE, the daemon s
   }
   // Without PostgreSQL the daemon cannot know that it still holds the lease (PostgreSQL may come
   // back and another daemon take over), so within lease_timeout_ms it stops answering, reads too.
-  bool fenced = false;
-  for (int i = 0; i < 100 && !fenced; ++i) {
-    fenced = starts_with(c.call("GET " + id), "ERR FENCED ");
-    if (!fenced) std::this_thread::sleep_for(100ms);
-  }
-  CHECK(fenced);
+  CHECK(wait_for_reply(c, "GET " + id, "ERR FENCED "));
   CHECK(starts_with(c.call("LOGIN steady@example.com old-password"), "ERR FENCED "));
   CHECK(starts_with(c.call("FIND steady@example.com"), "ERR FENCED "));
   CHECK(starts_with(c.call("REGISTER later@example.com some-password"), "ERR FENCED "));

@@ -546,12 +546,7 @@ TEST_CASE("failover: a primary cut off from the database is fenced while the sta
   // The primary loses the database (a network partition): its lease connection goes, and with it
   // the advisory lock the standby waits on.
   cut_off(pg, "primary_p");
-  bool fenced = false;
-  for (int i = 0; i < 100 && !fenced; ++i) {  // lease_timeout_ms is 2000 by default
-    fenced = starts_with(cp.call("LOGIN victim@example.com old-password"), "ERR FENCED ");
-    if (!fenced) std::this_thread::sleep_for(100ms);
-  }
-  CHECK(fenced);
+  CHECK(wait_for_reply(cp, "LOGIN victim@example.com old-password", "ERR FENCED "));
   std::string reply;
   for (auto until = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < until;) {
     reply = cs.call("CHANGE_PASSWORD " + id + " old-password new-password");
