@@ -1,8 +1,9 @@
 #pragma once
 // The lock-free index: accounts by id and by normalized email, both unique. Reserving an email is
 // one atomic insert-if-absent, which is what makes two registrations of one address impossible.
-// Backed by libcds SplitListMap with hazard pointers: it grows online with the number of accounts
-// and readers never wait (see docs/ARCHITECTURE.md for the choice); libcds stays inside index.cpp.
+// Backed by two intrusive libcds SplitListSets with hazard pointers: they grow online with the
+// number of accounts and readers never wait (see docs/ARCHITECTURE.md for the choice). An account
+// is its own entry by id (accounts/index_entry.hpp, the only libcds header outside index.cpp).
 #include <cstddef>
 #include <memory>
 #include <string>
