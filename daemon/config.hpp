@@ -47,7 +47,7 @@ struct Config {
   struct Database {
     std::string url;
     size_t batch_max = 1000;
-    int64_t flush_interval_ms = 2;
+    int64_t flush_interval_ms = 0;
     int64_t write_timeout_s = 5;
     unsigned connections = 1;
     int64_t lease_timeout_ms = 2000;  // without a successful lease check for this long: fenced

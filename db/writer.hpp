@@ -1,7 +1,9 @@
 #pragma once
 // The asynchronous group-commit writer: every account actor's changes flow into one queue, and
 // `connections` threads, each with a PostgreSQL connection of its own, commit them in batches (up
-// to batch_max changes, or whatever arrived within flush_interval_ms, per transaction). Batches
+// to batch_max changes per transaction: what arrived while the last batch committed, and with a
+// flush_interval, what keeps arriving for that long). Each batch is one libpq pipeline: one round
+// trip, one implicit transaction (db/pipeline.hpp). Batches
 // on different connections never conflict: an account has at most one change in flight (its
 // actor waits for it), and an email is only reserved anew once the change freeing it committed.
 // A change's completion runs once its transaction has committed. The writer never drops a change
@@ -10,7 +12,8 @@
 //
 // Every transaction is fenced (db/lease.hpp): as its last statement it takes the next change-log
 // position from the lease row, on the condition that the epoch there is still this daemon's, and
-// commits only then. When it is not, the batch and everything queued fail (not committed, never
+// commits only then (otherwise the statement fails and the batch rolls back). When it is not, the
+// batch and everything queued fail (not committed, never
 // acknowledged), and `fatal` is called. Taking the position locks the lease row until the commit,
 // so transactions on different connections commit in position order: a replica that sees
 // position p has seen every position below it (docs/ARCHITECTURE.md, "Replication").
@@ -33,7 +36,7 @@ namespace db {
 struct WriterSettings {
   std::string url;
   size_t batch_max = 1000;
-  std::chrono::milliseconds flush_interval{2};
+  std::chrono::milliseconds flush_interval{0};
   unsigned connections = 1;
   // Called on a writer thread after every transaction attempt: the changes in the batch, how long
   // it took, and whether it committed. For metrics; must be quick.
@@ -72,7 +75,7 @@ class Writer final : public accounts::Durability {
     accounts::Change change;
     accounts::Completion<bool> done;
   };
-  struct Link;  // a pqxx connection, kept out of this header
+  struct Link;  // a libpq connection, kept out of this header
   void run();
   void commit(Link& link, std::deque<Pending>& batch);
   void trim(Link& link);  // drops change-log entries past log_retention, at most every 10 s

@@ -96,3 +96,29 @@ TEST_CASE("a write still queued in a daemon that lost the lease never commits ov
   Client c2(b2.port());
   CHECK(field(c2.call("GET " + id), "email") == "b-side@example.com");
 }
+
+// The writer's fence itself, without the lease connection's help: another holder's epoch bump is
+// left uncommitted, so the lease connection still reads the old epoch, while a batch runs its
+// statements and its fence waits for the lease row. Once the bump commits, the fence finds the
+// epoch moved. The batch goes out as one pipeline in one implicit transaction, so the account's
+// update, which PostgreSQL ran before the fence, must roll back with it.
+TEST_CASE("a batch whose fence finds the epoch moved rolls back whole, and its daemon stops", "[fencing]") {
+  PgServer pg;
+  Daemon a(Settings{{"database.url", pg.url_setting()}, {"database.write_timeout_s", "1"}});
+  a.wait_ready();
+  Client c(a.port());
+  std::string id = ok_field(c, "REGISTER before@example.com some-password", "id");
+
+  OpenTransaction bump(pg, "UPDATE writer_lease SET epoch = epoch + 1 WHERE id = 1;");
+  REQUIRE(wait_for_sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"
+                           " AND query LIKE 'UPDATE writer_lease%'", "1\n"));
+  CHECK(starts_with(c.call("CHANGE_EMAIL " + id + " after@example.com"), "ERR UNAVAILABLE "));
+  REQUIRE(wait_for_sql(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'accountsd writer'"
+                           " AND wait_event_type = 'Lock'", "1\n"));
+  bump.commit();
+
+  CHECK(a.wait_exit(30s) == 1);
+  CHECK(a.log().find("another daemon writes now") != std::string::npos);
+  CHECK(pg.sql("SELECT email, version FROM accounts WHERE id = '" + id + "'") == "before@example.com|1\n");
+  CHECK(pg.sql("SELECT count(*) FROM changes WHERE accounts @> ARRAY['" + id + "'::uuid]") == "1\n");  // REGISTER's
+}

@@ -53,6 +53,18 @@ inline bool wait_for_reply(Client& c, const std::string& request, const std::str
   return false;
 }
 
+// True once `query` answers `expected` (psql's unaligned output, e.g. "1\n"), asking every 20 ms
+// for up to `timeout`.
+inline bool wait_for_sql(const PgServer& pg, const std::string& query, const std::string& expected,
+                         std::chrono::seconds timeout = std::chrono::seconds(15)) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pg.sql(query) == expected) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 // The port the daemon logged right after `marker` (e.g. "TLS listening on 127.0.0.1:"). The
 // Daemon is started once the plain listener is logged; other listeners are logged a moment
 // later, so this waits for the line rather than reading the log once.

@@ -105,13 +105,24 @@ std::string PgServer::sql(const std::string& statements) const {
   return run_command(kPg + " psql " + shell_quote(dir_) + " -At -c " + shell_quote(statements));
 }
 
-TableLock::TableLock(const PgServer& pg, const std::string& table) {
-  signal(SIGPIPE, SIG_IGN);  // release() may write to a psql that lost its server and exited
+OpenTransaction::OpenTransaction(const PgServer& pg, const std::string& statements) {
+  signal(SIGPIPE, SIG_IGN);  // commit() may write to a psql that lost its server and exited
   // Close-on-exec ("e"): a daemon forked later must not hold psql's stdin open.
   psql_ = popen((kPg + " psql " + shell_quote(pg.dir())).c_str(), "we");
   if (psql_ == nullptr) throw std::runtime_error("cannot start psql");
-  std::fputs(("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE;\n").c_str(), psql_);
+  std::fputs(("BEGIN; " + statements + "\n").c_str(), psql_);
   std::fflush(psql_);
+}
+
+void OpenTransaction::commit() {
+  if (psql_ == nullptr) return;
+  std::fputs("COMMIT;\n", psql_);
+  pclose(psql_);
+  psql_ = nullptr;
+}
+
+TableLock::TableLock(const PgServer& pg, const std::string& table)
+    : transaction_(pg, "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE;") {
   for (int i = 0; i < 400; ++i) {
     if (pg.sql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND relation = '" +
                table + "'::regclass") == "1\n")
@@ -119,13 +130,6 @@ TableLock::TableLock(const PgServer& pg, const std::string& table) {
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   throw std::runtime_error("the table lock was not granted");
-}
-
-void TableLock::release() {
-  if (psql_ == nullptr) return;
-  std::fputs("COMMIT;\n", psql_);
-  pclose(psql_);
-  psql_ = nullptr;
 }
 
 void seed(const PgServer& pg, const std::string& email) {

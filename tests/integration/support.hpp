@@ -39,16 +39,30 @@ class PgServer {
   std::string dir_;
 };
 
+// A transaction left open in a psql session: BEGIN, then `statements`, and COMMIT only at commit()
+// (or destruction). Meanwhile what it wrote is invisible to others and the locks it took are held.
+// The statements run at once; it is up to the caller to wait until they have.
+class OpenTransaction {
+ public:
+  OpenTransaction(const PgServer& pg, const std::string& statements);
+  ~OpenTransaction() { commit(); }
+  OpenTransaction(const OpenTransaction&) = delete;
+  OpenTransaction& operator=(const OpenTransaction&) = delete;
+  void commit();
+
+ private:
+  FILE* psql_ = nullptr;
+};
+
 // Holds `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in a psql session until release(): a
 // deterministic way to keep the daemon's warm-load from finishing while a test looks.
 class TableLock {
  public:
   TableLock(const PgServer& pg, const std::string& table);
-  ~TableLock() { release(); }
-  void release();
+  void release() { transaction_.commit(); }
 
  private:
-  FILE* psql_ = nullptr;
+  OpenTransaction transaction_;
 };
 
 // Runs the daemon once against `pg` so that the schema exists, registering `email`.

@@ -28,7 +28,7 @@ TEST_CASE("defaults match the documented ones", "[config]") {
   CHECK(c.database.url.empty());
   CHECK(c.database.connections == 1);
   CHECK(c.database.batch_max == 1000);
-  CHECK(c.database.flush_interval_ms == 2);
+  CHECK(c.database.flush_interval_ms == 0);
   CHECK(c.database.write_timeout_s == 5);
   CHECK(c.metrics.listen.empty());  // no metrics endpoint unless asked for
   CHECK(c.accounts.min_password_length == 8);
@@ -69,7 +69,7 @@ secret = "s"
 url = "host=/tmp dbname=x"
 connections = 3
 batch_max = 10
-flush_interval_ms = 0
+flush_interval_ms = 3
 write_timeout_s = 9
 lease_timeout_ms = 1500
 [accounts]
@@ -108,7 +108,7 @@ level = "debug"
   CHECK(c.database.url == "host=/tmp dbname=x");
   CHECK(c.database.connections == 3);
   CHECK(c.database.batch_max == 10);
-  CHECK(c.database.flush_interval_ms == 0);
+  CHECK(c.database.flush_interval_ms == 3);
   CHECK(c.accounts.write_timeout == std::chrono::seconds(9));
   CHECK(c.accounts.min_password_length == 12);
   CHECK(c.accounts.confirm_token_ttl_s == 60);
