@@ -98,7 +98,7 @@ HashCheck check_argon2(std::string_view hash, HashScheme scheme) {
   if (parts.size() != 6 || parts[2] != "v=19") return refuse("an Argon2 hash must be $argon2id$v=19$m=..,t=..,p=..$salt$hash");
   auto p = params<3>(parts[3], {"m", "t", "p"});
   if (!p) return refuse("Argon2 parameters must be m=..,t=..,p=..");
-  if ((*p)[0] > kMaxArgonKib || (*p)[1] > kMaxArgonPasses || (*p)[2] == 0 || (*p)[2] > 255)
+  if (!argon2_within_bounds((*p)[0], (*p)[1], (*p)[2]))
     return refuse("Argon2 parameters beyond what accountsd verifies (m <= 1048576, t <= 64, p <= 255)");
   auto salt = base64(parts[4]), out = base64(parts[5]);
   if (!salt || !out || salt->size() < 8 || out->size() < 12) return refuse("Argon2 salt or hash is not base64 of the usual size");
@@ -277,6 +277,10 @@ std::string_view scheme_name(HashScheme scheme) {
     case HashScheme::firebase_scrypt: return "firebase-scrypt";
   }
   return "?";
+}
+
+bool argon2_within_bounds(uint64_t memory_kib, uint64_t passes, uint64_t lanes) {
+  return memory_kib <= kMaxArgonKib && passes <= kMaxArgonPasses && lanes != 0 && lanes <= 255;
 }
 
 HashCheck check_hash(std::string_view hash) {

@@ -3,6 +3,7 @@
 // re-hashes the password to Argon2id. Each scheme is verified by a library, never by crypto of
 // our own: libsodium (Argon2), libxcrypt's crypt_rn (bcrypt, sha512/sha256/md5-crypt, yescrypt),
 // OpenSSL 3 (PBKDF2-HMAC, scrypt, and AES-256-CTR for Firebase's modified scrypt).
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +33,9 @@ struct HashCheck {
   std::string problem;  // when !scheme
 };
 HashCheck check_hash(std::string_view hash);
+
+// Whether Argon2 parameters (memory in KiB, passes, lanes) are within what check_hash() accepts.
+bool argon2_within_bounds(uint64_t memory_kib, uint64_t passes, uint64_t lanes);
 
 // Verifies `password` against an imported hash (any scheme but argon2id, which secrets.cpp
 // verifies itself). False for a wrong password and for a hash check_hash() refuses.

@@ -137,12 +137,32 @@ std::optional<Packed> pack(std::string_view text) {
 
 void PasswordHash::Deleter::operator()(uint8_t* p) const { delete[] p; }
 
+void PasswordHash::hold(const void* packed) {
+  block_.reset(new uint8_t[1 + sizeof(Packed)]);
+  block_.get()[0] = kPacked;
+  std::memcpy(block_.get() + 1, packed, sizeof(Packed));
+}
+
+std::optional<PasswordHash> PasswordHash::checked(std::string_view text, std::string& problem) {
+  // pack() accepts only "$argon2id$v=19$m=..,t=..,p=..$" with a 16-byte salt and a 32-byte hash
+  // in canonical base64: what check_argon2() accepts, but for the bounds on the parameters.
+  if (auto p = pack(text); p && argon2_within_bounds(p->memory_kib, p->passes, p->lanes)) {
+    PasswordHash hash;
+    hash.hold(&*p);
+    return hash;
+  }
+  auto check = check_hash(text);
+  if (!check.scheme) {
+    problem = std::move(check.problem);
+    return std::nullopt;
+  }
+  return PasswordHash(text);
+}
+
 PasswordHash::PasswordHash(std::string_view text) {
   if (text.empty()) return;
   if (auto p = pack(text)) {
-    block_.reset(new uint8_t[1 + sizeof(Packed)]);
-    block_.get()[0] = kPacked;
-    std::memcpy(block_.get() + 1, &*p, sizeof(Packed));
+    hold(&*p);
     return;
   }
   uint32_t size = static_cast<uint32_t>(text.size());

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,10 @@ class PasswordHash {
  public:
   PasswordHash() = default;
   explicit PasswordHash(std::string_view text);
+  // `text` as stored if check_hash() accepts it (foreign_hash.hpp), or nullopt and why not in
+  // `problem`. A canonical Argon2id string is checked as it is packed, without parsing it twice:
+  // the warm-load makes one of these per account.
+  static std::optional<PasswordHash> checked(std::string_view text, std::string& problem);
   PasswordHash(const PasswordHash& other);
   PasswordHash(PasswordHash&&) noexcept = default;
   PasswordHash& operator=(const PasswordHash& other) { return *this = PasswordHash(other); }
@@ -52,6 +57,7 @@ class PasswordHash {
 
  private:
   size_t block_bytes() const;
+  void hold(const void* packed);  // takes a copy of the packed form
   struct Deleter {
     void operator()(uint8_t* p) const;
   };

@@ -1,5 +1,6 @@
 #include "db/rows.hpp"
 
+#include <array>
 #include <charconv>
 #include <optional>
 #include <stdexcept>
@@ -13,6 +14,7 @@ namespace {
 
 // COPY text format escapes backslash and control characters.
 std::string unescape(std::string_view field) {
+  if (field.find('\\') == std::string_view::npos) return std::string(field);
   std::string out;
   out.reserve(field.size());
   for (size_t i = 0; i < field.size(); ++i) {
@@ -36,32 +38,42 @@ std::string unescape(std::string_view field) {
 }
 
 // `id` names the row's account; `what` says what the row is, for the message.
-int64_t number(std::string_view text, const char* column, const std::string& id, const char* what = "account") {
+// `id` names the row's account (PostgreSQL writes a uuid in its canonical form); `what` says what
+// the row is, for the message.
+int64_t number(std::string_view text, const char* column, std::string_view id, const char* what = "account") {
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size())
-    throw std::runtime_error(std::string(what) + " " + id + ": column " + column + " is not an integer");
+    throw std::runtime_error(std::string(what) + " " + std::string(id) + ": column " + column + " is not an integer");
   return value;
 }
 
-std::vector<std::string_view> split_tabs(std::string_view line) {
-  std::vector<std::string_view> fields;
-  size_t start = 0;
-  while (true) {
-    size_t tab = line.find('\t', start);
-    fields.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
-    if (tab == std::string_view::npos) break;
-    start = tab + 1;
+// A row's fields, split at tabs without allocating: `count` says how many the row had, and at
+// most N of them are kept.
+template <size_t N>
+struct Fields {
+  std::array<std::string_view, N> at;
+  size_t count = 0;
+  explicit Fields(std::string_view line) {
+    size_t start = 0;
+    while (true) {
+      size_t tab = line.find('\t', start);
+      if (count < N) at[count] = line.substr(start, tab == std::string_view::npos ? tab : tab - start);
+      ++count;
+      if (tab == std::string_view::npos) break;
+      start = tab + 1;
+    }
   }
-  return fields;
-}
+  std::string_view operator[](size_t i) const { return at[i]; }
+};
 
-accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, const char* column, const std::string& id) {
+accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, const char* column, std::string_view id) {
   if (digest_hex.empty() && expires_ms == 0) return {};
   if (digest_hex.size() != 64 || expires_ms <= 0)
-    throw std::runtime_error("account " + id + ": column " + column + " is not a 64-digit hex digest with an expiry");
+    throw std::runtime_error("account " + std::string(id) + ": column " + column +
+                             " is not a 64-digit hex digest with an expiry");
   auto digest = parse_hex_digest(digest_hex);
-  if (!digest) throw std::runtime_error("account " + id + ": column " + column + " is not hex");
+  if (!digest) throw std::runtime_error("account " + std::string(id) + ": column " + column + " is not hex");
   return accounts::PendingToken(*digest, expires_ms);
 }
 
@@ -131,50 +143,56 @@ std::string format_copy_line(const accounts::AccountRecord& r) {
   return line;
 }
 
+// One row of the warm-load: a million of them for a million accounts, so nothing here allocates
+// but what the record keeps (and the messages of a row that stops the start).
 accounts::AccountRecord parse_copy_line(std::string_view line) {
-  auto fields = split_tabs(line);
-  std::string id = fields.empty() ? std::string("?") : std::string(fields[0]);
-  if (fields.size() != 12)
-    throw std::runtime_error("account " + id + ": expected 12 columns, found " + std::to_string(fields.size()));
+  Fields<12> fields(line);
+  std::string_view id = fields[0];  // the row's id as PostgreSQL wrote it, to name it
+  if (fields.count != 12)
+    throw std::runtime_error("account " + std::string(id) + ": expected 12 columns, found " +
+                             std::to_string(fields.count));
 
   accounts::AccountRecord r;
   auto uuid = accounts::Uuid::parse(fields[0]);
-  if (!uuid) throw std::runtime_error("account " + id + ": id is not a UUID");
+  if (!uuid) throw std::runtime_error("account " + std::string(id) + ": id is not a UUID");
   r.id = *uuid;
-  id = r.id.to_string();
+  auto name = [&r] { return "account " + r.id.to_string(); };
 
   r.email = unescape(fields[1]);
   auto checked = accounts::check_email(r.email);
-  if (!checked.normalized) throw std::runtime_error("account " + id + ": email is invalid: " + checked.problem);
-  if (*checked.normalized != r.email) throw std::runtime_error("account " + id + ": email is not normalized (lower case)");
+  if (!checked.normalized) throw std::runtime_error(name() + ": email is invalid: " + checked.problem);
+  if (*checked.normalized != r.email) throw std::runtime_error(name() + ": email is not normalized (lower case)");
 
   auto state = accounts::parse_state(fields[2]);
-  if (!state) throw std::runtime_error("account " + id + ": unknown state '" + unescape(fields[2]) + "'");
+  if (!state) throw std::runtime_error(name() + ": unknown state '" + unescape(fields[2]) + "'");
   r.state = *state;
 
-  std::string hash = unescape(fields[3]);
-  if (auto checked = accounts::check_hash(hash); !checked.scheme)
-    throw std::runtime_error("account " + id + ": password_hash: " + checked.problem);
-  r.password_hash = accounts::PasswordHash(hash);
+  std::string escaped_hash;  // only when the field has escapes (a valid hash has none)
+  std::string_view hash = fields[3];
+  if (hash.find('\\') != std::string_view::npos) hash = escaped_hash = unescape(hash);
+  std::string problem;
+  auto stored = accounts::PasswordHash::checked(hash, problem);
+  if (!stored) throw std::runtime_error(name() + ": password_hash: " + problem);
+  r.password_hash = std::move(*stored);
 
   r.created_ms = number(fields[4], "created_ms", id);
   r.updated_ms = number(fields[5], "updated_ms", id);
   r.confirmed_ms = number(fields[6], "confirmed_ms", id);
   int64_t version = number(fields[7], "version", id);
-  if (version < 1) throw std::runtime_error("account " + id + ": version must be 1 or more");
+  if (version < 1) throw std::runtime_error(name() + ": version must be 1 or more");
   r.version = static_cast<uint64_t>(version);
   r.confirm = token(fields[8], number(fields[9], "confirm_expires_ms", id), "confirm_digest", id);
   r.reset = token(fields[10], number(fields[11], "reset_expires_ms", id), "reset_digest", id);
   if (r.state == accounts::State::active && r.confirmed_ms == 0)
-    throw std::runtime_error("account " + id + ": active but never confirmed (confirmed_ms = 0)");
+    throw std::runtime_error(name() + ": active but never confirmed (confirmed_ms = 0)");
   return r;
 }
 
 accounts::SessionRow parse_session_line(std::string_view line) {
-  auto fields = split_tabs(line);
-  std::string id = fields.empty() ? std::string("?") : std::string(fields[0]);
-  if (fields.size() != 8)
-    throw std::runtime_error("session " + id + ": expected 8 columns, found " + std::to_string(fields.size()));
+  Fields<8> fields(line);
+  std::string id(fields[0]);
+  if (fields.count != 8)
+    throw std::runtime_error("session " + id + ": expected 8 columns, found " + std::to_string(fields.count));
   accounts::SessionRow r;
   auto uuid = accounts::Uuid::parse(fields[0]);
   if (!uuid) throw std::runtime_error("session " + id + ": id is not a UUID");

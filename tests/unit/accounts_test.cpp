@@ -10,6 +10,7 @@
 
 #include "accounts/account.hpp"
 #include "accounts/email.hpp"
+#include "accounts/foreign_hash.hpp"
 #include "accounts/index.hpp"
 #include "accounts/lifecycle.hpp"
 #include "accounts/throttle.hpp"
@@ -192,6 +193,44 @@ TEST_CASE("password hashes: libsodium's Argon2id strings are packed and give bac
   }
   CHECK(PasswordHash().empty());
   CHECK(PasswordHash("").text().empty());
+}
+
+// The warm-load's one check per hash must refuse exactly what check_hash() refuses, packed or not.
+TEST_CASE("password hashes: checked() agrees with check_hash(), also on a packable string out of bounds", "[secrets]") {
+  init_secrets();
+  std::string good = hash_password("correct horse", HashParams{1, 8});
+  auto with_params = [&good](const std::string& params) {  // the same salt and hash, other parameters
+    return "$argon2id$v=19$" + params + good.substr(good.find('$', good.find("m=")));
+  };
+  const std::string cases[] = {
+      good,
+      with_params("m=65536,t=2,p=1"),
+      with_params("m=1048576,t=64,p=255"),  // at the bounds
+      with_params("m=1048577,t=2,p=1"),     // over them, each in turn: canonical, so pack() takes them
+      with_params("m=65536,t=65,p=1"),
+      with_params("m=65536,t=2,p=0"),
+      with_params("m=65536,t=2,p=256"),
+      "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",  // bcrypt: kept as text
+      "$argon2id$v=19$m=65536,t=2,p=1$c2hvcnQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",  // short salt, still valid
+      "$argon2id$v=19$m=65536,t=2,p=1$$",
+      "plain",
+      ""};
+  for (const auto& text : cases) {
+    INFO(text);
+    std::string problem;
+    auto stored = PasswordHash::checked(text, problem);
+    auto expected = check_hash(text);
+    REQUIRE(stored.has_value() == expected.scheme.has_value());
+    if (stored) {
+      CHECK(stored->text() == text);
+      CHECK(*stored == PasswordHash(text));
+    } else {
+      CHECK(problem == expected.problem);
+    }
+  }
+  std::string problem;
+  CHECK(PasswordHash::checked(good, problem)->packed());
+  CHECK_FALSE(PasswordHash::checked(with_params("m=1048577,t=2,p=1"), problem).has_value());
 }
 
 TEST_CASE("records compare equal only when every field is the same (a replica's reload skips those)", "[secrets][record]") {
