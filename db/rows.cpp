@@ -38,8 +38,6 @@ std::string unescape(std::string_view field) {
 }
 
 // `id` names the row's account; `what` says what the row is, for the message.
-// `id` names the row's account (PostgreSQL writes a uuid in its canonical form); `what` says what
-// the row is, for the message.
 int64_t number(std::string_view text, const char* column, std::string_view id, const char* what = "account") {
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -147,16 +145,17 @@ std::string format_copy_line(const accounts::AccountRecord& r) {
 // but what the record keeps (and the messages of a row that stops the start).
 accounts::AccountRecord parse_copy_line(std::string_view line) {
   Fields<12> fields(line);
-  std::string_view id = fields[0];  // the row's id as PostgreSQL wrote it, to name it
   if (fields.count != 12)
-    throw std::runtime_error("account " + std::string(id) + ": expected 12 columns, found " +
+    throw std::runtime_error("account " + std::string(fields[0]) + ": expected 12 columns, found " +
                              std::to_string(fields.count));
 
   accounts::AccountRecord r;
   auto uuid = accounts::Uuid::parse(fields[0]);
-  if (!uuid) throw std::runtime_error("account " + std::string(id) + ": id is not a UUID");
+  if (!uuid) throw std::runtime_error("account " + std::string(fields[0]) + ": id is not a UUID");
   r.id = *uuid;
-  auto name = [&r] { return "account " + r.id.to_string(); };
+  const auto id_text = r.id.text();  // names the account in messages, without an allocation
+  const std::string_view id = id_text.view();
+  auto name = [id] { return "account " + std::string(id); };
 
   r.email = unescape(fields[1]);
   auto checked = accounts::check_email(r.email);
