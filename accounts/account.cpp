@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
 #include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 #include <cassert>
 #include <mutex>
 
@@ -89,8 +91,16 @@ void Account::publish_presence(Presence presence) {
   presence_ = presence;
 }
 
-asio::awaitable<protocol::Reply> Account::ask(asio::any_io_executor executor, Job job) {
+asio::any_io_executor actor_strand(const asio::any_io_executor& near) {
+  using Loop = asio::io_context::executor_type;
+  if (const auto* strand = near.target<asio::strand<Loop>>()) return asio::make_strand(strand->get_inner_executor());
+  if (const auto* loop = near.target<Loop>()) return asio::make_strand(*loop);
+  return asio::make_strand(near);
+}
+
+asio::awaitable<protocol::Reply> Account::ask(Job job) {
   auto self = shared_from_this();
+  auto executor = co_await asio::this_coro::executor;
   auto post_to_mailbox = [self, executor, job = std::move(job)](Completion<protocol::Reply> done) mutable {
     auto message = std::make_unique<Message>(Message{std::move(job), std::move(done), nullptr});
     self->enqueue(std::move(message), executor);
@@ -115,7 +125,7 @@ void Account::enqueue(std::unique_ptr<Message> message, const asio::any_io_execu
     if (!running_) running_ = start = true;
   }
   if (!start) return;
-  asio::co_spawn(asio::make_strand(executor), drain(shared_from_this()), [](std::exception_ptr e) {
+  asio::co_spawn(actor_strand(executor), drain(shared_from_this()), [](std::exception_ptr e) {
     if (!e) return;
     try {
       std::rethrow_exception(e);

@@ -36,6 +36,9 @@ class SpinLock {
 };
 
 // An account is also its own entry in the id index (IdIndexEntry): no separate node per account.
+// A new strand on the event loop that `near` runs on (near may be a strand of that loop itself).
+asio::any_io_executor actor_strand(const asio::any_io_executor& near);
+
 class Account : public std::enable_shared_from_this<Account>, public IdIndexEntry {
  public:
   // pending: registration not yet committed; deleted: gone, but someone may still hold a pointer.
@@ -50,10 +53,12 @@ class Account : public std::enable_shared_from_this<Account>, public IdIndexEntr
   bool add_view_to(protocol::Reply& reply, std::string_view only_if_email = {}) const;
 
   // A job runs inside this account's actor, after every job sent before it, one at a time. It may
-  // co_await (password pool, durability); ask() resumes the caller with the job's reply.
+  // co_await (password pool, durability); ask() resumes the caller with the job's reply. An actor
+  // that ask() wakes runs on the caller's event loop (actor_strand): a request's hops stay on its
+  // connection's thread unless another thread's request woke the actor first.
   using Job = UniqueFunction<asio::awaitable<protocol::Reply>(Account&)>;
-  asio::awaitable<protocol::Reply> ask(asio::any_io_executor executor, Job job);
-  // The same without waiting for the reply.
+  asio::awaitable<protocol::Reply> ask(Job job);
+  // The same without waiting for the reply; an actor this wakes runs on `executor`'s loop.
   void tell(const asio::any_io_executor& executor, Job job);
 
   // Any thread: the account's id, fixed at construction (publish never rewrites it), read without

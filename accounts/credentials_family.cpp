@@ -5,6 +5,7 @@
 
 #include <asio/post.hpp>
 #include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "accounts/email.hpp"
@@ -55,7 +56,7 @@ asio::awaitable<Reply> AccountService::login_unknown(const std::string& email, c
                                                      SourceKey source) {
   // An account's LOGIN hops into its actor and back; so does this one, so that even the
   // microseconds of a LOCKED reply are the same for an email of no account.
-  co_await asio::post(asio::make_strand(executor_), asio::use_awaitable);
+  co_await asio::post(actor_strand(co_await asio::this_coro::executor), asio::use_awaitable);
   auto policy = throttle_policy();
   uint64_t key = email_key(email);
   if (int64_t wait = unknown_.wait_ms(policy, key, source, now_ms())) co_return locked(wait);
@@ -94,7 +95,7 @@ asio::awaitable<Reply> AccountService::login_and(std::string email, std::string 
     if (auto refusal = co_await check_login(a, record, password, from)) co_return *refusal;
     co_return co_await then(a, a.committed().second);  // after a re-hash, the new version
   };
-  co_return co_await account->ask(executor_, std::move(job));
+  co_return co_await account->ask(std::move(job));
 }
 
 asio::awaitable<std::optional<Reply>> AccountService::check_presented(Account& a, std::string stored,
@@ -163,7 +164,7 @@ asio::awaitable<Reply> AccountService::change_password(std::string id, std::stri
     a.throttle().succeeded(from);
     co_return view_of(a.record());
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::reset_request(std::string email) {
@@ -184,7 +185,7 @@ asio::awaitable<Reply> AccountService::reset_request(std::string email) {
     reply.field("token", token);
     co_return reply;
   };
-  co_return co_await account->ask(executor_, std::move(job));
+  co_return co_await account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::reset_password(std::string id, std::string token, std::string new_password) {
@@ -206,7 +207,7 @@ asio::awaitable<Reply> AccountService::reset_password(std::string id, std::strin
     if (auto* throttle = a.existing_throttle()) throttle->password_changed();
     co_return view_of(a.record());
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 }  // namespace accounts

@@ -30,7 +30,7 @@ asio::awaitable<Reply> AccountService::change_email(std::string id, std::string 
     if (!co_await commit(a, Action::change_email, std::move(next), std::move(release))) co_return unavailable();
     co_return view_of(a.record());
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::deactivate(std::string id) { return move_state(std::move(id), Action::deactivate); }
@@ -52,7 +52,7 @@ asio::awaitable<Reply> AccountService::move_state(std::string id, Action action)
     if (!co_await commit(a, action, std::move(next), {}, std::move(end))) co_return unavailable();
     co_return view_of(a.record());
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::remove(std::string id) {
@@ -76,7 +76,7 @@ asio::awaitable<Reply> AccountService::remove(std::string id) {
     if (!co_await persist(a, std::move(removal), std::move(settle))) co_return unavailable();
     co_return Reply::ok().field("id", last.id.to_string());
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 }  // namespace accounts

@@ -54,7 +54,7 @@ asio::awaitable<Reply> AccountService::register_account(std::string email, std::
     reply.field("token", token);
     co_return reply;
   };
-  co_return co_await account->ask(executor_, std::move(job));
+  co_return co_await account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::confirm(std::string id, std::string token) {
@@ -74,7 +74,7 @@ asio::awaitable<Reply> AccountService::confirm(std::string id, std::string token
     if (!co_await commit(a, Action::confirm, std::move(next))) co_return unavailable();
     co_return view_of(a.record());
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::resend(std::string id) {
@@ -92,7 +92,7 @@ asio::awaitable<Reply> AccountService::resend(std::string id) {
     reply.field("token", token);
     co_return reply;
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 }  // namespace accounts

@@ -129,7 +129,7 @@ asio::awaitable<Reply> AccountService::logout(std::string token) {
     if (!co_await persist(a, std::move(change), std::move(settle))) co_return unavailable();
     co_return Reply::ok().field("session", session->id.to_string());
   };
-  co_return co_await session->account->ask(executor_, std::move(job));
+  co_return co_await session->account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::logout_all(std::string id, std::string keep_text) {
@@ -155,7 +155,7 @@ asio::awaitable<Reply> AccountService::logout_all(std::string id, std::string ke
     }
     co_return Reply::ok().field("id", a.record().id.to_string()).field("ended", static_cast<int64_t>(ids.size()));
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::list_sessions(std::string id) {
@@ -185,7 +185,7 @@ asio::awaitable<Reply> AccountService::list_sessions(std::string id) {
     reply.field("count", n);
     co_return reply;
   };
-  co_return co_await target.account->ask(executor_, std::move(job));
+  co_return co_await target.account->ask(std::move(job));
 }
 
 asio::awaitable<Reply> AccountService::end_expired(Account& a, std::vector<Uuid> ids) {

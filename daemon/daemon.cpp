@@ -133,14 +133,23 @@ asio::awaitable<void> shut_down(Server& server, asio::io_context& io, db::Writer
 }
 
 // Keeps systemd informed from the event loop itself: STATUS= every second, and WATCHDOG=1 at
-// half the WatchdogSec interval, so that a wedged loop stops the pings and gets us restarted.
-asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountService& service, const NodeRole& role) {
+// half the WatchdogSec interval, so that a wedged loop stops the pings and gets us restarted. The
+// other loops are asked each tick to answer by the next one; a ping is sent only when all did.
+asio::awaitable<void> report_to_systemd(Server& server, const accounts::AccountService& service, const NodeRole& role,
+                                        std::vector<asio::io_context*> others) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   auto watchdog = systemd::watchdog_interval();
   auto tick = watchdog ? std::min<std::chrono::microseconds>(*watchdog, 1s) : std::chrono::microseconds(1s);
   auto next_status = std::chrono::steady_clock::now();
+  auto answered = std::make_shared<std::vector<std::atomic<bool>>>(others.size());
+  for (auto& a : *answered) a = true;
   while (true) {
-    if (watchdog) systemd::notify_watchdog();
+    bool all_answered = true;
+    for (size_t i = 0; i < others.size(); ++i) {
+      if (!(*answered)[i].exchange(false)) all_answered = false;
+      asio::post(*others[i], [answered, i] { (*answered)[i] = true; });
+    }
+    if (watchdog && all_answered) systemd::notify_watchdog();
     if (std::chrono::steady_clock::now() >= next_status) {
       systemd::notify_status(server.loading() ? server.loading_progress() : status_line(server, service, role));
       next_status += 1s;
@@ -231,7 +240,18 @@ int run_daemon(const Config& config) {
   raise_fd_limit(config);
   accounts::init_secrets();
   accounts::IndexRuntime index_runtime(config.server.threads + 8);
-  asio::io_context io(static_cast<int>(config.server.threads));
+  // One event loop per I/O thread, as memcached and Dragonfly run theirs: `io` on this thread
+  // (the accept loops, signals, timers, actors and its share of the connections), and one more
+  // loop per further thread, each holding only connections. A loop run by one thread needs no
+  // wake-up of another thread to hand over the next ready socket. The other loops are made first
+  // and so outlive `io`: an accept still pending in `io` when it goes holds a strand of theirs.
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> loop_work;
+  for (unsigned i = 1; i < config.server.threads; ++i) {
+    loops.push_back(std::make_unique<asio::io_context>(1));
+    loop_work.push_back(asio::make_work_guard(*loops.back()));
+  }
+  asio::io_context io(1);
   auto work = asio::make_work_guard(io);
 
   WriterMetrics write_metrics;
@@ -267,6 +287,9 @@ int run_daemon(const Config& config) {
 
   CommandTable table;
   Server server(io, config, table);
+  std::vector<asio::io_context*> connection_loops{&io};
+  for (auto& loop : loops) connection_loops.push_back(loop.get());
+  server.set_connection_loops(std::move(connection_loops));
   server.set_role(&role);
   add_session_commands(table, server,
                        Sources{service, writer.get(), lease.get(), progress, role, std::chrono::steady_clock::now()});
@@ -331,7 +354,9 @@ int run_daemon(const Config& config) {
   if (config.replication.enabled) role.become_replica(nullptr, config.replication.promote);
   else role.become_primary(writer.get(), advertise);
   if (!writer) systemd::notify_ready(status_line(server, service, role));
-  asio::co_spawn(io, report_to_systemd(server, service, role), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
+  std::vector<asio::io_context*> others;
+  for (auto& loop : loops) others.push_back(loop.get());
+  asio::co_spawn(io, report_to_systemd(server, service, role, std::move(others)), [](std::exception_ptr e) { log_failure("systemd reporting", e); });
   for (auto& loop : server.accept_loops())
     asio::co_spawn(server.accept_executor(), std::move(loop), [](std::exception_ptr e) { log_failure("accept loop", e); });
 
@@ -390,12 +415,15 @@ int run_daemon(const Config& config) {
   });
 
   std::vector<std::thread> threads;
-  for (unsigned i = 1; i < config.server.threads; ++i)
-    threads.emplace_back([&io] {
+  for (auto& loop : loops)
+    threads.emplace_back([&loop] {
       accounts::IndexThread attached;
-      io.run();
+      loop->run();
     });
   io.run();
+  // shut_down closed every connection before it stopped `io`: the other loops hold nothing more.
+  loop_work.clear();
+  for (auto& loop : loops) loop->stop();
   for (auto& t : threads) t.join();
   if (startup.joinable()) startup.join();
   sweeper.join();

@@ -44,6 +44,7 @@ void log_failure(const char* what, std::exception_ptr e) {
 
 Server::Server(asio::io_context& io, const Config& config, const CommandTable& commands)
     : io_(io),
+      loops_{&io},
       config_(config),
       commands_(commands),
       accept_strand_(asio::make_strand(io)),
@@ -169,6 +170,15 @@ bool Server::admit(Socket& socket, const std::string& peer) {
   return true;
 }
 
+// Round robin, as memcached deals connections to its worker threads: a connection's reads,
+// writes and requests then stay on one thread, with no hand-off between threads and no wake-up of
+// another thread per request.
+asio::io_context& Server::next_loop() {
+  asio::io_context& loop = *loops_[next_loop_];
+  next_loop_ = (next_loop_ + 1) % loops_.size();
+  return loop;
+}
+
 void Server::start(const std::shared_ptr<Session>& session) {
   attach(session);
   // The session runs on the strand its socket was accepted on: one strand per connection.
@@ -180,7 +190,7 @@ asio::awaitable<void> Server::accept_tcp(asio::ip::tcp::acceptor& acceptor, bool
   asio::steady_timer pause(io_);
   auto backoff = std::chrono::milliseconds(0);
   while (!stopping()) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io_), use_tuple);
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(next_loop()), use_tuple);
     if (ec) {
       if (stopping() || ec == asio::error::operation_aborted) break;
       // Out of file descriptors (or memory): the pending connection stays in the backlog, so
@@ -216,7 +226,7 @@ asio::awaitable<void> Server::accept_tcp(asio::ip::tcp::acceptor& acceptor, bool
 asio::awaitable<void> Server::accept_unix() {
   asio::steady_timer pause(io_);
   while (!stopping()) {
-    auto [ec, socket] = co_await unix_acceptor_.async_accept(asio::make_strand(io_), use_tuple);
+    auto [ec, socket] = co_await unix_acceptor_.async_accept(asio::make_strand(next_loop()), use_tuple);
     if (ec) {
       if (stopping() || ec == asio::error::operation_aborted) break;
       uint64_t suppressed = 0;

@@ -53,6 +53,9 @@ class Server {
   // acceptors are also closed (stop()), so that closing never races an accept being started.
   std::vector<asio::awaitable<void>> accept_loops();
   asio::strand<asio::io_context::executor_type> accept_executor() const { return accept_strand_; }
+  // The event loops new connections are dealt to, in turn; each is run by one thread of its own.
+  // Before open(); by default only the loop the server was made with.
+  void set_connection_loops(std::vector<asio::io_context*> loops) { loops_ = std::move(loops); }
 
   // Stops accepting and asks every session to finish its current request and close.
   void stop();
@@ -124,7 +127,11 @@ class Server {
   asio::awaitable<void> accept_unix();
   void start(const std::shared_ptr<Session>& session);
 
+  asio::io_context& next_loop();
+
   asio::io_context& io_;
+  std::vector<asio::io_context*> loops_;
+  size_t next_loop_ = 0;  // on the accept strand only
   const Config& config_;
   const CommandTable& commands_;
   asio::strand<asio::io_context::executor_type> accept_strand_;
