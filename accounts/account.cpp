@@ -8,6 +8,7 @@
 #include <asio/this_coro.hpp>
 #include <cassert>
 #include <mutex>
+#include <typeinfo>
 
 namespace accounts {
 
@@ -93,9 +94,11 @@ void Account::publish_presence(Presence presence) {
 
 asio::any_io_executor actor_strand(const asio::any_io_executor& near) {
   using Loop = asio::io_context::executor_type;
-  if (const auto* strand = near.target<asio::strand<Loop>>()) return asio::make_strand(strand->get_inner_executor());
-  if (const auto* loop = near.target<Loop>()) return asio::make_strand(*loop);
-  return asio::make_strand(near);
+  // Asio 1.22's any_executor::target<T>() casts without checking the type: check it first.
+  if (near.target_type() == typeid(asio::strand<Loop>))
+    return asio::make_strand(near.target<asio::strand<Loop>>()->get_inner_executor());
+  if (near.target_type() == typeid(Loop)) return asio::make_strand(*near.target<Loop>());
+  return asio::make_strand(near);  // another kind of executor: a strand of it
 }
 
 asio::awaitable<protocol::Reply> Account::ask(Job job) {

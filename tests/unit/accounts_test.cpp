@@ -1,5 +1,8 @@
 // accounts/: emails, ids, tokens, the state machine's whole table and the index under races.
 #include <catch2/catch.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
 #include <atomic>
 #include <cstdio>
 #include <ctime>
@@ -7,6 +10,7 @@
 #include <memory>
 #include <set>
 #include <thread>
+#include <typeinfo>
 
 #include "accounts/account.hpp"
 #include "accounts/email.hpp"
@@ -463,4 +467,25 @@ TEST_CASE("timestamps: RFC 3339 UTC with milliseconds, the same as gmtime gives"
                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(t % 1000));
     CHECK(format_time(t) == expected);
   }
+}
+
+TEST_CASE("actor_strand: a fresh strand on the caller's own event loop, from the loop or from a strand of it", "[actor]") {
+  using Strand = asio::strand<asio::io_context::executor_type>;
+  asio::io_context mine(1), other(1);
+  auto caller = asio::make_strand(mine);
+  for (asio::any_io_executor near : {asio::any_io_executor(caller), asio::any_io_executor(mine.get_executor())}) {
+    asio::any_io_executor actor = actor_strand(near);
+    // One strand over the loop, not a strand of a strand. (target<T>() does not check T in Asio 1.22.)
+    REQUIRE(actor.target_type() == typeid(Strand));
+    const Strand* strand = actor.target<Strand>();
+    CHECK(&asio::query(strand->get_inner_executor(), asio::execution::context) == &mine);
+    CHECK(*strand != caller);  // the actor does not run under its caller's strand
+  }
+  // Work on the actor's strand is run by the caller's loop and by no other.
+  bool ran = false;
+  asio::post(actor_strand(asio::any_io_executor(caller)), [&ran] { ran = true; });
+  other.run();
+  CHECK_FALSE(ran);
+  mine.run();
+  CHECK(ran);
 }
