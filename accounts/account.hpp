@@ -35,10 +35,10 @@ class SpinLock {
   std::atomic_flag flag_;
 };
 
-// An account is also its own entry in the id index (IdIndexEntry): no separate node per account.
 // A new strand on the event loop that `near` runs on (near may be a strand of that loop itself).
 asio::any_io_executor actor_strand(const asio::any_io_executor& near);
 
+// An account is also its own entry in the id index (IdIndexEntry): no separate node per account.
 class Account : public std::enable_shared_from_this<Account>, public IdIndexEntry {
  public:
   // pending: registration not yet committed; deleted: gone, but someone may still hold a pointer.
