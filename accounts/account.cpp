@@ -7,6 +7,7 @@
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 #include <cassert>
+#include <iterator>
 #include <mutex>
 #include <typeinfo>
 
@@ -85,6 +86,18 @@ void Account::replace_sessions(Sessions sessions) {
   Extras& e = extras();
   std::lock_guard guard(lock_);
   e.sessions.swap(sessions);  // the old list is freed after the lock, with the argument
+}
+
+void Account::adopt_session(SessionRef session) {
+  Extras& e = extras();
+  std::lock_guard guard(lock_);
+  Sessions& list = e.sessions;
+  // One slot at a time leaves no slack in the short lists that nearly every account has; a list
+  // past 64 (only where sessions.max_per_account was raised) grows as usual instead.
+  if (list.size() == list.capacity()) list.reserve(list.size() < 64 ? list.size() + 1 : 2 * list.size());
+  auto at = list.end();  // the table holds rows roughly in the order they were written: look from the back
+  while (at != list.begin() && (*std::prev(at))->created_ms > session->created_ms) --at;
+  list.insert(at, std::move(session));
 }
 
 void Account::publish_presence(Presence presence) {

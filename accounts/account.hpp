@@ -103,6 +103,9 @@ class Account : public std::enable_shared_from_this<Account>, public IdIndexEntr
   // the sessions meanwhile sees one list or the other.
   Sessions sessions_copy() const;
   void replace_sessions(Sessions sessions);
+  // Warm-load only, from any parser thread (under the lock): puts a stored session in the list in
+  // order of creation, growing a short list by exactly one slot (no slack in lists that live long).
+  void adopt_session(SessionRef session);
 
  private:
   struct Message;

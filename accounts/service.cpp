@@ -6,7 +6,6 @@
 
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
-#include <algorithm>
 #include <mutex>
 
 #include "accounts/replies.hpp"
@@ -179,27 +178,16 @@ void AccountService::adopt(AccountRecord&& record) {
   count(std::nullopt, r.state);
 }
 
-void AccountService::stage(SessionRow&& row) { staged_sessions_.push_back(std::move(row)); }
-
-void AccountService::install_sessions() {
-  // Sessions come after their accounts, oldest first, so that each account's list is in order.
-  std::sort(staged_sessions_.begin(), staged_sessions_.end(),
-            [](const SessionRow& a, const SessionRow& b) { return a.created_ms < b.created_ms; });
-  for (auto& row : staged_sessions_) {
-    auto account = index_->by_id(row.account);
-    if (!account)
-      throw std::runtime_error("session " + row.id.to_string() + ": its account " + row.account.to_string() +
-                               " does not exist");
-    auto session = Session::make(row.id, row.digest, account, row.created_ms, row.expires_ms, row.last_used_ms,
-                                 row.label, row.source);
-    if (!sessions_.insert(session))
-      throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
-    account->sessions().push_back(std::move(session));
-  }
-  for (const auto& row : staged_sessions_)  // no growth slack in the lists
-    if (auto account = index_->by_id(row.account)) account->sessions().shrink_to_fit();
-  staged_sessions_.clear();
-  staged_sessions_.shrink_to_fit();
+void AccountService::adopt_session(SessionRow&& row) {
+  auto account = index_->by_id(row.account);
+  if (!account)
+    throw std::runtime_error("session " + row.id.to_string() + ": its account " + row.account.to_string() +
+                             " does not exist");
+  auto session = Session::make(row.id, row.digest, account, row.created_ms, row.expires_ms, row.last_used_ms,
+                               row.label, row.source);
+  if (!sessions_.insert(session))
+    throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
+  account->adopt_session(std::move(session));
 }
 
 void AccountService::count(std::optional<State> before, std::optional<State> after) {

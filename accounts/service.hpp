@@ -98,11 +98,11 @@ class AccountService {
 
   // Warm-load, before any account command is served. adopt() puts a committed record in the index;
   // several threads may call it at once, each holding an IndexThread. It throws, naming the
-  // account, on a duplicate id or email. Then stage() takes the sessions one by one, and
-  // install_sessions() attaches them to their accounts, oldest first (one thread).
+  // account, on a duplicate id or email. Then adopt_session() does the same for each stored
+  // session, once every account is in: it throws, naming the session, when its account is not
+  // loaded or its token digest is another session's too.
   void adopt(AccountRecord&& record);
-  void stage(SessionRow&& row);
-  void install_sessions();
+  void adopt_session(SessionRow&& row);
 
   // Replication (follow.cpp). A replica's accounts change only through apply(), on the follower's
   // thread, which is then their only writer: it makes memory agree with the unit (the database at
@@ -205,7 +205,6 @@ class AccountService {
   std::atomic<int64_t> unconfirmed_{0}, active_{0}, deactivated_{0};
   std::atomic<uint64_t> lockouts_{0};
   std::atomic<int64_t> in_doubt_{0};
-  std::vector<SessionRow> staged_sessions_;
   std::atomic<uint64_t> apply_seq_{0};  // odd while apply() runs
   std::atomic<bool> read_only_{false};
   std::function<void(Touches)> forward_touches_;

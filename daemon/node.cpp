@@ -66,12 +66,13 @@ void load(NodeParts& p) {
   auto started = std::chrono::steady_clock::now();
   db::LoadSinks sinks;
   sinks.adopt = [&service = p.service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); };
-  sinks.adopt_session = [&service = p.service](accounts::SessionRow&& row) { service.stage(std::move(row)); };
+  sinks.adopt_session = [&service = p.service](accounts::SessionRow&& row) {
+    service.adopt_session(std::move(row));
+  };
   sinks.parser_scope = [] { return std::make_shared<accounts::IndexThread>(); };
   // The reader mostly waits for PostgreSQL; the parsers fill the index (lock-free, so they scale).
   sinks.parsers = std::max(1u, std::thread::hardware_concurrency());
   db::warm_load(p.config.database.url, p.progress, sinks);
-  p.service.install_sessions();
   p.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 

@@ -187,31 +187,34 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   return r;
 }
 
+// The same for sessions, which may be several per account.
 accounts::SessionRow parse_session_line(std::string_view line) {
   Fields<8> fields(line);
-  std::string id(fields[0]);
   if (fields.count != 8)
-    throw std::runtime_error("session " + id + ": expected 8 columns, found " + std::to_string(fields.count));
+    throw std::runtime_error("session " + std::string(fields[0]) + ": expected 8 columns, found " +
+                             std::to_string(fields.count));
   accounts::SessionRow r;
   auto uuid = accounts::Uuid::parse(fields[0]);
-  if (!uuid) throw std::runtime_error("session " + id + ": id is not a UUID");
+  if (!uuid) throw std::runtime_error("session " + std::string(fields[0]) + ": id is not a UUID");
   r.id = *uuid;
-  id = r.id.to_string();
+  const auto id_text = r.id.text();
+  const std::string_view id = id_text.view();
+  auto name = [id] { return "session " + std::string(id); };
   auto account = accounts::Uuid::parse(fields[1]);
-  if (!account) throw std::runtime_error("session " + id + ": account_id is not a UUID");
+  if (!account) throw std::runtime_error(name() + ": account_id is not a UUID");
   r.account = *account;
   auto digest = parse_hex_digest(fields[2]);
-  if (!digest) throw std::runtime_error("session " + id + ": token_digest is not a 64-digit hex digest");
+  if (!digest) throw std::runtime_error(name() + ": token_digest is not a 64-digit hex digest");
   r.digest = *digest;
   r.created_ms = number(fields[3], "created_ms", id, "session");
   r.last_used_ms = number(fields[4], "last_used_ms", id, "session");
   r.expires_ms = number(fields[5], "expires_ms", id, "session");
   if (r.created_ms <= 0 || r.last_used_ms < r.created_ms || r.expires_ms < r.created_ms)
-    throw std::runtime_error("session " + id + ": times out of order (created, last used, expires)");
+    throw std::runtime_error(name() + ": times out of order (created, last used, expires)");
   r.label = unescape(fields[6]);
   r.source = unescape(fields[7]);
   if (r.label.size() > 128 || r.source.size() > 64)
-    throw std::runtime_error("session " + id + ": label over 128 bytes or source over 64 bytes");
+    throw std::runtime_error(name() + ": label over 128 bytes or source over 64 bytes");
   return r;
 }
 

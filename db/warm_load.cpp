@@ -78,36 +78,23 @@ class ChunkQueue {
   std::exception_ptr failure_;
 };
 
-}  // namespace
-
-uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks) {
-  Connection c = connect(url, "warm-load cannot connect");
-
-  // The planner's estimate is free and good enough for showing progress (not for sizing anything:
-  // after a bulk insert without ANALYZE it can be far too low).
-  auto estimate = exec(c.get(), "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'accounts'::regclass",
-                       PGRES_TUPLES_OK);
-  uint64_t expected = PQntuples(estimate.get()) == 1 ? std::stoull(PQgetvalue(estimate.get(), 0, 0)) : 0;
-  progress.expected = expected;
-
-  auto started = std::chrono::steady_clock::now();
-  auto last_report = started;
-  uint64_t last_rows = 0;
-  exec(c.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
-  auto position = exec(c.get(), "SELECT position FROM writer_lease WHERE id = 1", PGRES_TUPLES_OK);
-  progress.position = PQntuples(position.get()) == 1 ? std::stoull(PQgetvalue(position.get(), 0, 0)) : 0;
-
+// Streams `copy` (a COPY ... TO STDOUT) on the calling thread and hands its rows, in chunks, to
+// `parsers` threads that call `take` on each. `read` is called on the calling thread for each row
+// as it arrives (progress). Returns when every row was taken; rethrows the first exception any
+// thread raised, after every thread has stopped.
+template <class Take, class Read>
+void stream_in_parallel(PGconn* c, const std::string& copy, const LoadSinks& sinks, Take take, Read read) {
   ChunkQueue queue;
   std::vector<std::thread> parsers;
   for (unsigned i = 0; i < std::max(1u, sinks.parsers); ++i)
-    parsers.emplace_back([&queue, &sinks] {
+    parsers.emplace_back([&queue, &sinks, &take] {
       try {
         auto scope = sinks.parser_scope();
         Chunk chunk;
         while (queue.pop(chunk)) {
           uint32_t begin = 0;
           for (uint32_t end : chunk.ends) {
-            sinks.adopt(parse_copy_line(std::string_view(chunk.bytes).substr(begin, end - begin)));
+            take(std::string_view(chunk.bytes).substr(begin, end - begin));
             begin = end;
           }
         }
@@ -131,32 +118,59 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
     if (!queue.push(std::move(chunk))) std::rethrow_exception(queue.failure());
     chunk = Chunk{};
   };
-  copy_out(c.get(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", [&](std::string_view line) {
+  copy_out(c, copy, [&](std::string_view line) {
     chunk.bytes.append(line);
     chunk.ends.push_back(static_cast<uint32_t>(chunk.bytes.size()));
     if (chunk.ends.size() == kChunkRows) hand_over();
-    uint64_t rows = progress.rows.fetch_add(1, std::memory_order_relaxed) + 1;
-    if ((rows & 1023) == 0) {
-      auto now = std::chrono::steady_clock::now();
-      if (now - last_report >= std::chrono::seconds(1)) {
-        double seconds = std::chrono::duration<double>(now - last_report).count();
-        spdlog::info("warm-load: {} rows, {:.0f} rows/s, {}%", rows, (rows - last_rows) / seconds,
-                     expected ? std::min<uint64_t>(99, rows * 100 / expected) : 0);
-        last_report = now;
-        last_rows = rows;
-      }
-    }
+    read();
   });
   hand_over();
   queue.finish();
   for (auto& t : parsers) t.join();
   parsers.clear();
   if (auto failure = queue.failure()) std::rethrow_exception(failure);
+}
 
-  copy_out(c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", [&](std::string_view line) {
-    sinks.adopt_session(parse_session_line(line));
-    progress.sessions.fetch_add(1, std::memory_order_relaxed);
-  });
+}  // namespace
+
+uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks) {
+  Connection c = connect(url, "warm-load cannot connect");
+
+  // The planner's estimate is free and good enough for showing progress (not for sizing anything:
+  // after a bulk insert without ANALYZE it can be far too low).
+  auto estimate = exec(c.get(), "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'accounts'::regclass",
+                       PGRES_TUPLES_OK);
+  uint64_t expected = PQntuples(estimate.get()) == 1 ? std::stoull(PQgetvalue(estimate.get(), 0, 0)) : 0;
+  progress.expected = expected;
+
+  auto started = std::chrono::steady_clock::now();
+  auto last_report = started;
+  uint64_t last_rows = 0;
+  exec(c.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
+  auto position = exec(c.get(), "SELECT position FROM writer_lease WHERE id = 1", PGRES_TUPLES_OK);
+  progress.position = PQntuples(position.get()) == 1 ? std::stoull(PQgetvalue(position.get(), 0, 0)) : 0;
+
+  stream_in_parallel(
+      c.get(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", sinks,
+      [&sinks](std::string_view line) { sinks.adopt(parse_copy_line(line)); },
+      [&] {
+        uint64_t rows = progress.rows.fetch_add(1, std::memory_order_relaxed) + 1;
+        if ((rows & 1023) == 0) {
+          auto now = std::chrono::steady_clock::now();
+          if (now - last_report >= std::chrono::seconds(1)) {
+            double seconds = std::chrono::duration<double>(now - last_report).count();
+            spdlog::info("warm-load: {} rows, {:.0f} rows/s, {}%", rows, (rows - last_rows) / seconds,
+                         expected ? std::min<uint64_t>(99, rows * 100 / expected) : 0);
+            last_report = now;
+            last_rows = rows;
+          }
+        }
+      });
+  // Sessions only once every account is in: each one is attached to its account.
+  stream_in_parallel(
+      c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", sinks,
+      [&sinks](std::string_view line) { sinks.adopt_session(parse_session_line(line)); },
+      [&progress] { progress.sessions.fetch_add(1, std::memory_order_relaxed); });
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);
 
   uint64_t rows = progress.rows.load();

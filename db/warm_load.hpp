@@ -22,12 +22,12 @@ struct LoadProgress {
 struct LoadSinks {
   // Called from `parsers` threads at once, in no particular order: must be thread-safe.
   std::function<void(accounts::AccountRecord&&)> adopt;
-  // Called from the calling thread, after every account was adopted.
+  // The same for sessions, once every account was adopted.
   std::function<void(accounts::SessionRow&&)> adopt_session;
   // Runs at the start of each parser thread and holds what the thread needs (e.g. its attachment
   // to the index) until the thread ends.
   std::function<std::shared_ptr<void>()> parser_scope = [] { return std::shared_ptr<void>(); };
-  unsigned parsers = 2;  // threads parsing account rows while the calling thread reads the stream
+  unsigned parsers = 2;  // threads parsing rows while the calling thread reads the stream
 };
 
 // Returns the number of accounts loaded. progress.expected is the planner's estimate, for showing

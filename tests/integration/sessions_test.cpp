@@ -2,12 +2,14 @@
 // per-account bound, durability across restarts and kill -9, and a check racing a revocation.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <latch>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -280,6 +282,43 @@ TEST_CASE("sessions survive a restart and kill -9, ended ones stay ended, idle t
   for (const auto& s : kept) CHECK(valid(c, s.token));
   for (const auto& s : ended) CHECK_FALSE(valid(c, s.token));
   CHECK(field(c.call("WHOAMI " + kept[3].token), "session") == kept[3].session);
+}
+
+TEST_CASE("thousands of stored sessions, out of order, load onto their accounts oldest first", "[sessions][persistence]") {
+  // More rows than one chunk of the warm-load, so that the parser threads each take some, and
+  // both accounts' sessions reach both threads. The table holds them newest first.
+  PgServer pg;
+  Settings settings{{"database.url", pg.url_setting()}};
+  std::string first, second;
+  {
+    Daemon daemon(settings);
+    daemon.wait_ready();
+    Client c(daemon.port());
+    first = active_account(c, "first@example.com");
+    second = active_account(c, "second@example.com");
+    REQUIRE(daemon.stop() == 0);
+  }
+  pg.sql("INSERT INTO sessions (id, account_id, token_digest, created_ms, last_used_ms, expires_ms) "
+         "SELECT md5('s' || g)::uuid, CASE WHEN g % 2 = 0 THEN '" + first + "' ELSE '" + second + "' END::uuid, "
+         "encode(sha256(('t' || g)::bytea), 'hex'), now_ms - 20000 + g, now_ms, now_ms + 86400000 "
+         "FROM generate_series(1, 10000) g, (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms) n "
+         "ORDER BY g DESC");
+  Daemon daemon(settings);
+  daemon.wait_ready();
+  Client c(daemon.port());
+  CHECK(field(c.call("STATS"), "sessions") == "10000");
+  for (const auto& id : {first, second}) {
+    std::string list = c.call("SESSIONS " + id);
+    REQUIRE(field(list, "count") == "5000");
+    // The created times in the order listed: s1.created=..., s2.created=..., one pass.
+    std::vector<std::string> created;
+    std::istringstream words(list);
+    for (std::string word; words >> word;)
+      if (auto at = word.find(".created="); at != std::string::npos) created.push_back(word.substr(at + 9));
+    REQUIRE(created.size() == 5000);
+    CHECK(std::is_sorted(created.begin(), created.end()));
+    CHECK(std::adjacent_find(created.begin(), created.end()) == created.end());  // all distinct
+  }
 }
 
 TEST_CASE("a session row that breaks an invariant stops the start and names the row", "[sessions][persistence]") {

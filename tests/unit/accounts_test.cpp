@@ -1,16 +1,20 @@
 // accounts/: emails, ids, tokens, the state machine's whole table and the index under races.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/strand.hpp>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <latch>
 #include <memory>
+#include <random>
 #include <set>
 #include <thread>
 #include <typeinfo>
+#include <vector>
 
 #include "accounts/account.hpp"
 #include "accounts/email.hpp"
@@ -488,4 +492,43 @@ TEST_CASE("actor_strand: a fresh strand on the caller's own event loop, from the
   CHECK_FALSE(ran);
   mine.run();
   CHECK(ran);
+}
+
+TEST_CASE("warm-load: sessions adopted by two threads in any order end up oldest first; short lists have no slack", "[sessions]") {
+  AccountRecord record;
+  record.id = Uuid::v7(1700000000000);
+  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
+  // Created times 1..2000, handed to two threads in a shuffled order, as two parsers take the
+  // rows of one COPY stream.
+  std::vector<int64_t> created(2000);
+  for (size_t i = 0; i < created.size(); ++i) created[i] = static_cast<int64_t>(i) + 1;
+  std::mt19937 shuffle(7);
+  std::shuffle(created.begin(), created.end(), shuffle);
+  std::latch start(2);
+  auto adopt = [&](size_t from, size_t to) {
+    start.arrive_and_wait();
+    for (size_t i = from; i < to; ++i) {
+      TokenDigest digest{};
+      std::memcpy(digest.data(), &created[i], sizeof(int64_t));
+      account->adopt_session(Session::make(Uuid::v7(created[i]), digest, account, created[i], created[i] + 1000, created[i], "", ""));
+    }
+  };
+  std::thread a(adopt, 0, 1000), b(adopt, 1000, 2000);
+  a.join();
+  b.join();
+  const auto& list = account->sessions();
+  REQUIRE(list.size() == 2000);
+  bool in_order = true;
+  for (size_t i = 0; i < list.size(); ++i) in_order = in_order && list[i]->created_ms == static_cast<int64_t>(i) + 1;
+  CHECK(in_order);
+  account->replace_sessions({});  // the sessions point back at the account: break the cycle
+
+  // A list as short as sessions.max_per_account allows by default has no slack.
+  for (int64_t c : {5, 3, 20, 1, 7, 2, 19, 4, 6, 8, 9, 10, 11, 18, 12, 13, 17, 14, 16, 15})
+    account->adopt_session(Session::make(Uuid::v7(c), TokenDigest{static_cast<uint8_t>(c)}, account, c, c + 1000, c, "", ""));
+  REQUIRE(list.size() == 20);
+  CHECK(list.capacity() == 20);
+  CHECK(list.front()->created_ms == 1);
+  CHECK(list.back()->created_ms == 20);
+  account->replace_sessions({});
 }
