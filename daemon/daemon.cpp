@@ -80,6 +80,7 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
         .field("clients", server.connections_by_client())
         .field("loading", server.loading() ? 1 : 0)
         .field("loaded", sources.load.rows.load())
+        .field("loaded_sessions", sources.load.sessions.load())
         .field("sessions", sources.service.session_count())
         .field("address_throttles", sources.service.address_throttles())
         .field("requests", server.requests())

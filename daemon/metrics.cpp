@@ -233,6 +233,8 @@ class Collector final : public prometheus::Collectable {
                          MetricType::Gauge, loading ? 0 : 1));
     out.push_back(single("accountsd_warm_load_rows", "Account rows read by the warm-load", MetricType::Gauge,
                          static_cast<double>(s_.load.rows.load())));
+    out.push_back(single("accountsd_warm_load_sessions", "Session rows read by the warm-load", MetricType::Gauge,
+                         static_cast<double>(s_.load.sessions.load())));
     out.push_back(single("accountsd_warm_load_seconds", "How long the warm-load took (0 while it runs)",
                          MetricType::Gauge, s_.load_seconds.load()));
     out.push_back(single("accountsd_start_time_seconds", "When this daemon started, in Unix seconds", MetricType::Gauge,

@@ -290,10 +290,16 @@ void Server::detach(Session* session) {
 std::string Server::loading_progress() const {
   const db::LoadProgress* p = progress_.load();
   if (p == nullptr) return "starting";
-  uint64_t rows = p->rows.load(), expected = p->expected.load();
-  std::string text = "loading accounts: " + std::to_string(rows) + " rows";
-  if (expected > 0) text += " of about " + std::to_string(expected) + " (" + std::to_string(std::min<uint64_t>(99, rows * 100 / expected)) + "%)";
-  return text;
+  auto counted = [](const char* what, uint64_t rows, uint64_t expected) {
+    std::string text = std::string("loading ") + what + ": " + std::to_string(rows) + " rows";
+    if (expected > 0)
+      text += " of about " + std::to_string(expected) + " (" + std::to_string(std::min<uint64_t>(99, rows * 100 / expected)) + "%)";
+    return text;
+  };
+  if (p->loading_sessions.load())
+    return "loaded " + std::to_string(p->rows.load()) + " accounts; " +
+           counted("sessions", p->sessions.load(), p->expected_sessions.load());
+  return counted("accounts", p->rows.load(), p->expected.load());
 }
 
 void Server::set_clients(const std::vector<ClientConfig>& clients) {

@@ -131,46 +131,64 @@ void stream_in_parallel(PGconn* c, const std::string& copy, const LoadSinks& sin
   if (auto failure = queue.failure()) std::rethrow_exception(failure);
 }
 
+// Logs the rows read so far once a second: "warm-load: N <what>, R rows/s, P%".
+class Reporter {
+ public:
+  Reporter(const char* what, uint64_t expected) : what_(what), expected_(expected) {}
+  void row(uint64_t rows) {
+    if ((rows & 1023) != 0) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::seconds(1)) return;
+    double seconds = std::chrono::duration<double>(now - last_).count();
+    spdlog::info("warm-load: {} {}, {:.0f} rows/s, {}%", rows, what_, (rows - last_rows_) / seconds,
+                 expected_ ? std::min<uint64_t>(99, rows * 100 / expected_) : 0);
+    last_ = now;
+    last_rows_ = rows;
+  }
+
+ private:
+  const char* what_;
+  uint64_t expected_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  uint64_t last_rows_ = 0;
+};
+
 }  // namespace
 
 uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks) {
   Connection c = connect(url, "warm-load cannot connect");
 
-  // The planner's estimate is free and good enough for showing progress (not for sizing anything:
-  // after a bulk insert without ANALYZE it can be far too low).
-  auto estimate = exec(c.get(), "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'accounts'::regclass",
+  // The planner's estimates are free and good enough for showing progress (not for sizing anything:
+  // after a bulk insert without ANALYZE they can be far too low).
+  auto estimate = exec(c.get(),
+                       "SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'accounts'::regclass),"
+                       " (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'sessions'::regclass)",
                        PGRES_TUPLES_OK);
-  uint64_t expected = PQntuples(estimate.get()) == 1 ? std::stoull(PQgetvalue(estimate.get(), 0, 0)) : 0;
-  progress.expected = expected;
+  auto estimated = [&estimate](int column) -> uint64_t {
+    return PQntuples(estimate.get()) == 1 && !PQgetisnull(estimate.get(), 0, column)
+               ? std::stoull(PQgetvalue(estimate.get(), 0, column))
+               : 0;
+  };
+  progress.expected = estimated(0);
+  progress.expected_sessions = estimated(1);
 
   auto started = std::chrono::steady_clock::now();
-  auto last_report = started;
-  uint64_t last_rows = 0;
   exec(c.get(), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
   auto position = exec(c.get(), "SELECT position FROM writer_lease WHERE id = 1", PGRES_TUPLES_OK);
   progress.position = PQntuples(position.get()) == 1 ? std::stoull(PQgetvalue(position.get(), 0, 0)) : 0;
 
+  Reporter accounts("accounts", progress.expected);
   stream_in_parallel(
       c.get(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", sinks,
       [&sinks](std::string_view line) { sinks.adopt(parse_copy_line(line)); },
-      [&] {
-        uint64_t rows = progress.rows.fetch_add(1, std::memory_order_relaxed) + 1;
-        if ((rows & 1023) == 0) {
-          auto now = std::chrono::steady_clock::now();
-          if (now - last_report >= std::chrono::seconds(1)) {
-            double seconds = std::chrono::duration<double>(now - last_report).count();
-            spdlog::info("warm-load: {} rows, {:.0f} rows/s, {}%", rows, (rows - last_rows) / seconds,
-                         expected ? std::min<uint64_t>(99, rows * 100 / expected) : 0);
-            last_report = now;
-            last_rows = rows;
-          }
-        }
-      });
+      [&] { accounts.row(progress.rows.fetch_add(1, std::memory_order_relaxed) + 1); });
   // Sessions only once every account is in: each one is attached to its account.
+  progress.loading_sessions = true;
+  Reporter sessions("sessions", progress.expected_sessions);
   stream_in_parallel(
       c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", sinks,
       [&sinks](std::string_view line) { sinks.adopt_session(parse_session_line(line)); },
-      [&progress] { progress.sessions.fetch_add(1, std::memory_order_relaxed); });
+      [&] { sessions.row(progress.sessions.fetch_add(1, std::memory_order_relaxed) + 1); });
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);
 
   uint64_t rows = progress.rows.load();

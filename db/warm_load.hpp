@@ -12,10 +12,12 @@
 namespace db {
 
 struct LoadProgress {
-  std::atomic<uint64_t> rows{0};      // account rows read so far
-  std::atomic<uint64_t> sessions{0};  // session rows read so far
-  std::atomic<uint64_t> expected{0};  // the planner's estimate of the table's rows (0 = unknown)
-  std::atomic<uint64_t> position{0};  // the change-log position of the snapshot loaded
+  std::atomic<uint64_t> rows{0};               // account rows read so far
+  std::atomic<uint64_t> sessions{0};           // session rows read so far
+  std::atomic<uint64_t> expected{0};           // the planner's estimate of the accounts (0 = unknown)
+  std::atomic<uint64_t> expected_sessions{0};  // and of the sessions
+  std::atomic<bool> loading_sessions{false};   // every account is in; the sessions are loading
+  std::atomic<uint64_t> position{0};           // the change-log position of the snapshot loaded
 };
 
 // Where the rows go.

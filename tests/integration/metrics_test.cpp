@@ -96,6 +96,7 @@ TEST_CASE("metrics: the scrape parses and counts what happened", "[metrics]") {
   CHECK(value(text, "accountsd_password_workers") >= 1);
   CHECK(value(text, "accountsd_password_rejected_total") == 0);
   CHECK(value(text, "accountsd_warm_load_seconds") > 0);
+  CHECK(value(text, "accountsd_warm_load_sessions") == 0);  // an empty database: nothing to load
 
   // The shipped dashboard and alert rules use only metrics that exist.
   std::set<std::string> exposed;

@@ -321,6 +321,42 @@ TEST_CASE("thousands of stored sessions, out of order, load onto their accounts 
   }
 }
 
+TEST_CASE("while the sessions load, LOADING and STATS say so, with every account already counted", "[sessions][persistence]") {
+  PgServer pg;
+  Settings settings{{"database.url", pg.url_setting()}};
+  std::string id;
+  {
+    Daemon daemon(settings);
+    daemon.wait_ready();
+    Client c(daemon.port());
+    id = active_account(c, "phase@example.com");
+    for (int i = 0; i < 3; ++i) open_session(c, "phase@example.com");
+    REQUIRE(daemon.stop() == 0);
+  }
+  pg.sql("ANALYZE sessions");
+  // The accounts load; the sessions wait for this lock (a deterministic trigger, not a timer).
+  TableLock lock(pg, "sessions");
+  Daemon daemon(settings);
+  Client c(daemon.port());
+  std::string loading;
+  for (int i = 0; i < 300 && loading.find("sessions") == std::string::npos; ++i) {
+    loading = c.call("PING");
+    if (loading.find("sessions") == std::string::npos) std::this_thread::sleep_for(50ms);
+  }
+  INFO(loading);
+  CHECK(starts_with(loading, "ERR LOADING loaded 1 accounts; loading sessions: 0 rows of about 3 (0%)"));
+  std::string stats = c.call("STATS");
+  CHECK(field(stats, "loading") == "1");
+  CHECK(field(stats, "loaded") == "1");
+  CHECK(field(stats, "loaded_sessions") == "0");
+  lock.release();
+  daemon.wait_ready();
+  stats = c.call("STATS");
+  CHECK(field(stats, "loaded_sessions") == "3");
+  CHECK(field(stats, "sessions") == "3");
+  CHECK(field(c.call("SESSIONS " + id), "count") == "3");
+}
+
 TEST_CASE("a session row that breaks an invariant stops the start and names the row", "[sessions][persistence]") {
   PgServer pg;
   seed(pg, "seeded@example.com");
