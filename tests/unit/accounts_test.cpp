@@ -494,7 +494,7 @@ TEST_CASE("actor_strand: a fresh strand on the caller's own event loop, from the
   CHECK(ran);
 }
 
-TEST_CASE("warm-load: sessions adopted by two threads in any order end up oldest first; short lists have no slack", "[sessions]") {
+TEST_CASE("warm-load: sessions adopted by two threads in any order end up oldest first, and short lists keep no slack", "[sessions]") {
   AccountRecord record;
   record.id = Uuid::v7(1700000000000);
   auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
