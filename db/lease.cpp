@@ -153,14 +153,17 @@ void Lease::take(std::unique_ptr<Link> link) {
     // Waits for any write transaction of the previous holder that took its position already, and
     // fences out every later one (db/writer.cpp).
     pqxx::work tx(link->connection, "take-lease");
-    epoch_ = tx.exec_params1("UPDATE writer_lease SET epoch = epoch + 1, holder = $1, advertise = $2, acquired_at = now() "
-                             "WHERE id = 1 RETURNING epoch", settings_.holder, settings_.advertise)[0].as<uint64_t>();
+    uint64_t epoch = tx.exec_params1("UPDATE writer_lease SET epoch = epoch + 1, holder = $1, advertise = $2, "
+                                     "acquired_at = now() WHERE id = 1 RETURNING epoch",
+                                     settings_.holder, settings_.advertise)[0]
+                         .as<uint64_t>();
     tx.commit();
+    epoch_.store(epoch, std::memory_order_release);
   }
   listen(*link);
   link_ = std::move(link);
   valid_until_ms_ = steady_ms() + settings_.timeout.count();
-  spdlog::info("holding the database lease (epoch {})", epoch_);
+  spdlog::info("holding the database lease (epoch {})", epoch());
 }
 
 void Lease::start(Events events) {
@@ -186,9 +189,9 @@ void Lease::run() {
           // is stale and must not answer again. If not, wait for the lock to come free.
           auto probe = std::make_unique<Link>(settings_.url);
           uint64_t now_epoch = read_epoch(*probe);
-          if (now_epoch != epoch_) {
+          if (now_epoch != epoch()) {
             events_.taken("another daemon took the database lease (epoch " + std::to_string(now_epoch) +
-                          ", ours was " + std::to_string(epoch_) + ")");
+                          ", ours was " + std::to_string(epoch()) + ")");
             return;
           }
           if (last_problem != "locked") spdlog::warn("the database lease lock is held by another session; waiting for it");
@@ -197,9 +200,9 @@ void Lease::run() {
         }
       }
       uint64_t now_epoch = read_epoch(*link_);
-      if (now_epoch != epoch_) {
+      if (now_epoch != epoch()) {
         events_.taken("the database lease epoch moved to " + std::to_string(now_epoch) + " while we held the lock (ours is " +
-                      std::to_string(epoch_) + ")");
+                      std::to_string(epoch()) + ")");
         return;
       }
       valid_until_ms_.store(steady_ms() + settings_.timeout.count(), std::memory_order_release);

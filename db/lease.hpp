@@ -65,7 +65,8 @@ class Lease {
   // A standby's wait: blocks until the lock comes free and takes it (then as acquire()), checking
   // `stop` every second; false when stopped first. Connection failures are retried with backoff.
   bool wait_acquire(const std::atomic<bool>& stop);
-  uint64_t epoch() const { return epoch_; }
+  // Any thread (STATS reads it while the start-up or standby thread takes the lease).
+  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
   // Before acquire(): the address recorded for READONLY replies (known once the listener is open).
   void set_advertise(std::string address) { settings_.advertise = std::move(address); }
 
@@ -87,7 +88,7 @@ class Lease {
 
   LeaseSettings settings_;
   std::unique_ptr<Link> link_;
-  uint64_t epoch_ = 0;
+  std::atomic<uint64_t> epoch_{0};
   Events events_;
   std::atomic<int64_t> valid_until_ms_{0};
   std::mutex mutex_;
