@@ -6,6 +6,7 @@
 
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
+#include <limits>
 #include <mutex>
 
 #include "accounts/replies.hpp"
@@ -50,6 +51,13 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
       dummy_hash_(hash_password("accountsd: no such account", settings.hash)),
       unknown_(settings.unknown_email_throttles),
       addresses_(settings.address_throttles, settings.address_failures) {}
+
+AccountService::~AccountService() {
+  // An account's list holds its sessions and each session holds its account: empty the lists, or
+  // neither would ever be freed. The index's own reference keeps each session alive meanwhile.
+  SessionIndex::Cursor cursor(sessions_);
+  cursor.visit(std::numeric_limits<size_t>::max(), [](const SessionRef& s) { s->account->replace_sessions({}); });
+}
 
 AccountService::Target AccountService::find_by_id(std::string_view id_text) const {
   auto id = Uuid::parse(id_text);

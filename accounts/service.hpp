@@ -58,6 +58,8 @@ struct Counts {
 class AccountService {
  public:
   AccountService(Settings settings, asio::any_io_executor executor, Durability& durability);
+  // The calling thread must hold an IndexThread (it walks the sessions).
+  ~AccountService();
 
   using Reply = protocol::Reply;
   asio::awaitable<Reply> register_account(std::string email, std::string password);
