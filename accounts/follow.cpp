@@ -89,7 +89,7 @@ void AccountService::apply(FollowUnit&& unit) {
   // 2. Install: new records, and the addresses they take.
   for (auto& step : steps) {
     if (step.next == nullptr) continue;
-    std::string email = step.next->email;
+    std::string email = step.next->email.str();
     Uuid id = step.next->id;
     if (step.same) {
       // Nothing to install.

@@ -115,9 +115,9 @@ std::shared_ptr<Account> AccountIndex::by_id(const Uuid& id) const {
   return found;
 }
 
-std::shared_ptr<Account> AccountIndex::by_email(const std::string& email) const {
+std::shared_ptr<Account> AccountIndex::by_email(std::string_view email) const {
   std::shared_ptr<Account> found;
-  maps_->emails.find(std::string_view(email), [&found](EmailEntry& e, std::string_view) { found = e.account; });
+  maps_->emails.find(email, [&found](EmailEntry& e, std::string_view) { found = e.account; });
   return found;
 }
 
@@ -125,8 +125,8 @@ bool AccountIndex::visit_id_impl(const Uuid& id, AccountRef use) const {
   return maps_->ids.find(id, [&use](Account& a, const Uuid&) { use(a); });
 }
 
-bool AccountIndex::visit_email_impl(const std::string& email, AccountRef use) const {
-  return maps_->emails.find(std::string_view(email), [&use](EmailEntry& e, std::string_view) { use(*e.account); });
+bool AccountIndex::visit_email_impl(std::string_view email, AccountRef use) const {
+  return maps_->emails.find(email, [&use](EmailEntry& e, std::string_view) { use(*e.account); });
 }
 
 bool AccountIndex::insert_id(std::shared_ptr<Account> account) {
@@ -138,7 +138,7 @@ bool AccountIndex::insert_id(std::shared_ptr<Account> account) {
   return false;
 }
 
-bool AccountIndex::reserve_email(const std::string& email, std::shared_ptr<Account> account) {
+bool AccountIndex::reserve_email(std::string_view email, std::shared_ptr<Account> account) {
   EmailEntry* entry = EmailEntry::make(email, std::move(account));
   if (maps_->emails.insert(*entry)) return true;
   EmailEntry::destroy(entry);  // never linked
@@ -147,7 +147,7 @@ bool AccountIndex::reserve_email(const std::string& email, std::shared_ptr<Accou
 
 void AccountIndex::erase_id(const Uuid& id) { maps_->ids.erase(id); }
 
-void AccountIndex::erase_email(const std::string& email) { maps_->emails.erase(std::string_view(email)); }
+void AccountIndex::erase_email(std::string_view email) { maps_->emails.erase(email); }
 
 std::vector<Uuid> AccountIndex::all_ids() const {
   std::vector<Uuid> ids;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "accounts/function_ref.hpp"
@@ -25,7 +26,7 @@ class AccountIndex {
   AccountIndex& operator=(const AccountIndex&) = delete;
 
   std::shared_ptr<Account> by_id(const Uuid& id) const;
-  std::shared_ptr<Account> by_email(const std::string& email) const;
+  std::shared_ptr<Account> by_email(std::string_view email) const;
   // Call `use` with the account while a hazard pointer keeps its entry alive, without taking a
   // reference (the read path: no shared write to the account per lookup). False when not found.
   template <class Use>
@@ -33,17 +34,17 @@ class AccountIndex {
     return visit_id_impl(id, AccountRef(use));
   }
   template <class Use>
-  bool visit_email(const std::string& email, Use&& use) const {
+  bool visit_email(std::string_view email, Use&& use) const {
     return visit_email_impl(email, AccountRef(use));
   }
 
   // Keyed by account->id(). An account enters the id index once in its life.
   bool insert_id(std::shared_ptr<Account> account);
   // Insert-if-absent: true when `email` now belongs to `account`, false when anyone held it.
-  bool reserve_email(const std::string& email, std::shared_ptr<Account> account);
+  bool reserve_email(std::string_view email, std::shared_ptr<Account> account);
   // Only the account an entry points to removes it, from inside its actor.
   void erase_id(const Uuid& id);
-  void erase_email(const std::string& email);
+  void erase_email(std::string_view email);
 
   // Every id in the index. Only while no other thread inserts or erases: a replica's follower,
   // which is the only writer there, before a full reload.
@@ -55,7 +56,7 @@ class AccountIndex {
  private:
   using AccountRef = FunctionRef<void(const Account&)>;
   bool visit_id_impl(const Uuid& id, AccountRef use) const;
-  bool visit_email_impl(const std::string& email, AccountRef use) const;
+  bool visit_email_impl(std::string_view email, AccountRef use) const;
   struct Maps;
   std::unique_ptr<Maps> maps_;
 };

@@ -169,7 +169,7 @@ ImportedLine parse_import_line(std::string_view line, const ImportOptions& optio
 std::string export_line(const AccountRecord& record) {
   json object = json::object();
   object["id"] = record.id.to_string();
-  object["email"] = record.email;
+  object["email"] = record.email.str();
   object["state"] = std::string(state_name(record.state));
   object["created"] = format_time(record.created_ms);
   object["updated"] = format_time(record.updated_ms);

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "accounts/compact_string.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
 #include "protocol/reply.hpp"
@@ -46,7 +47,7 @@ class PendingToken {
 
 struct AccountRecord {
   Uuid id;
-  std::string email;  // normalized
+  CompactString email;  // normalized; up to 31 bytes inline
   State state = State::unconfirmed;
   PasswordHash password_hash;  // Argon2id, packed
   int64_t created_ms = 0;

@@ -182,7 +182,7 @@ void AccountService::adopt(AccountRecord&& record) {
   const AccountRecord& r = account->record();
   if (!index_->insert_id(account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
   if (!index_->reserve_email(r.email, account))
-    throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email + " is held by another account too");
+    throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email.str() + " is held by another account too");
   count(std::nullopt, r.state);
 }
 

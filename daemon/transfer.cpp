@@ -121,14 +121,14 @@ int run_import(const Config& config, const ImportSettings& settings) {
       }
       auto& record = *parsed.record;
       if (record.id == accounts::Uuid{}) record.id = accounts::Uuid::v7(record.created_ms);
-      auto [email_at, new_email] = emails.try_emplace(record.email, line_number);
+      auto [email_at, new_email] = emails.try_emplace(record.email.str(), line_number);
       if (!new_email) {
-        report("duplicate email " + record.email + " (first on line " + std::to_string(email_at->second) + ")");
+        report("duplicate email " + record.email.str() + " (first on line " + std::to_string(email_at->second) + ")");
         continue;
       }
-      if (!database_empty && import->has_email(record.email)) {
+      if (!database_empty && import->has_email(record.email.str())) {
         emails.erase(email_at);  // a bad line claims nothing
-        report("email " + record.email + " already belongs to an account in the database");
+        report("email " + record.email.str() + " already belongs to an account in the database");
         continue;
       }
       auto [id_at, new_id] = ids.try_emplace(record.id, line_number);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "accounts/account.hpp"
+#include "accounts/compact_string.hpp"
 #include "accounts/email.hpp"
 #include "accounts/foreign_hash.hpp"
 #include "accounts/index.hpp"
@@ -239,6 +240,43 @@ TEST_CASE("password hashes: checked() agrees with check_hash(), also on a packab
   std::string problem;
   CHECK(PasswordHash::checked(good, problem)->packed());
   CHECK_FALSE(PasswordHash::checked(with_params("m=1048577,t=2,p=1"), problem).has_value());
+}
+
+TEST_CASE("compact strings: up to 31 bytes inline, longer on the heap, the same text either way", "[record]") {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{30}, size_t{31}, size_t{32}, size_t{200}}) {
+    std::string text(n, 'x');
+    for (size_t i = 0; i < n; ++i) text[i] = static_cast<char>('a' + i % 26);
+    CompactString s(text);
+    CHECK(s.size() == n);
+    CHECK(s.view() == text);
+    CHECK(s == text);
+    CHECK(s.empty() == (n == 0));
+    // Inline means the bytes are inside the object itself.
+    bool inside = s.data() >= reinterpret_cast<const char*>(&s) && s.data() < reinterpret_cast<const char*>(&s + 1);
+    CHECK(inside == (n <= CompactString::kInline));
+
+    CompactString copy(s);
+    CHECK(copy == s);
+    CHECK((n == 0 || copy.data() != s.data()));  // a copy owns its bytes
+    CompactString moved(std::move(copy));
+    CHECK(moved.view() == text);
+    CHECK(copy.empty());  // NOLINT: a moved-from string is empty and usable
+    copy = "again";
+    CHECK(copy == "again");
+
+    CompactString target("something else entirely, longer than thirty-one bytes");
+    target = s;
+    CHECK(target == text);
+    target = std::move(moved);
+    CHECK(target == text);
+    CompactString& alias = target;
+    target = alias;  // self-assignment keeps the text
+    CHECK(target == text);
+    target = std::move(alias);
+    CHECK(target == text);
+  }
+  CHECK_FALSE(CompactString("a@example.com") == CompactString("b@example.com"));
+  CHECK_FALSE(CompactString("a@example.com") == std::string_view("a@example.co"));
 }
 
 TEST_CASE("records compare equal only when every field is the same (a replica's reload skips those)", "[secrets][record]") {
