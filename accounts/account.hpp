@@ -15,25 +15,10 @@
 #include "accounts/index_entry.hpp"
 #include "accounts/record.hpp"
 #include "accounts/session.hpp"
+#include "accounts/spin_lock.hpp"
 #include "accounts/throttle.hpp"
 
 namespace accounts {
-
-// A one-byte lock for the short critical sections around an account's record and mailbox.
-// Waiters sleep on the futex behind std::atomic_flag::wait rather than spinning.
-class SpinLock {
- public:
-  void lock() {
-    while (flag_.test_and_set(std::memory_order_acquire)) flag_.wait(true, std::memory_order_relaxed);
-  }
-  void unlock() {
-    flag_.clear(std::memory_order_release);
-    flag_.notify_one();
-  }
-
- private:
-  std::atomic_flag flag_;
-};
 
 // A new strand on the event loop that `near` runs on (near may be a strand of that loop itself).
 asio::any_io_executor actor_strand(const asio::any_io_executor& near);

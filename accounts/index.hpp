@@ -1,9 +1,9 @@
 #pragma once
-// The lock-free index: accounts by id and by normalized email, both unique. Reserving an email is
+// The index: accounts by id and by normalized email, both unique. Reserving an email is
 // one atomic insert-if-absent, which is what makes two registrations of one address impossible.
-// Backed by two intrusive libcds SplitListSets with hazard pointers: they grow online with the
-// number of accounts and readers never wait (see docs/ARCHITECTURE.md for the choice). An account
-// is its own entry by id (accounts/index_entry.hpp, the only libcds header outside index.cpp).
+// Backed by two RcuTables (accounts/rcu_table.hpp): readers never lock and never wait, and each
+// table grows one shard at a time with the number of accounts (see docs/ARCHITECTURE.md for the
+// choice). An account is its own entry by id (accounts/index_entry.hpp).
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -61,16 +61,18 @@ class AccountIndex {
   std::unique_ptr<Maps> maps_;
 };
 
-// libcds' hazard-pointer runtime: one object alive for as long as any index is used.
+// The indexes' runtime: one object alive for as long as any index is used. The thread that makes
+// it is registered with RCU (accounts/rcu.hpp), and it waits for the last deferred disposals.
 class IndexRuntime {
  public:
-  explicit IndexRuntime(size_t max_threads = 256);
+  IndexRuntime();
   ~IndexRuntime();
   IndexRuntime(const IndexRuntime&) = delete;
   IndexRuntime& operator=(const IndexRuntime&) = delete;
 };
 
-// Every thread that touches an index holds one of these while it does (attach/detach).
+// Every thread that touches an index holds one of these while it does: it registers the thread
+// with RCU (nested scopes on one thread are fine).
 class IndexThread {
  public:
   IndexThread();

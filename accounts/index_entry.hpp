@@ -1,24 +1,16 @@
 #pragma once
-// What an account carries so that the id index (accounts/index.hpp) needs no node of its own: the
-// index's list is intrusive, and every account is its own entry in it. Only AccountIndex touches
-// these fields. This header brings in libcds' node types and nothing else of libcds.
-#include <cds/gc/hp.h>
-#include <cds/intrusive/details/michael_list_base.h>
-#include <cds/intrusive/details/split_list_base.h>
-
+// What an account carries for the id index (accounts/index.hpp): the index's slot points at the
+// account itself, so there is no node per account, and the index's own reference to it lives
+// here. Only AccountIndex touches it.
 #include <memory>
 
 namespace accounts {
 
 class Account;
 
-// A link in a split-ordered list: the next pointer and the entry's bit-reversed hash (16 bytes).
-using IndexLink = cds::intrusive::split_list::node<cds::intrusive::michael_list::node<cds::gc::HP>>;
-
-// The key is the account's id (Account::id()), which never changes.
-struct IdIndexEntry : IndexLink {
-  // The index's reference to the account, taken at insertion and dropped by the index's disposer
-  // once no hazard pointer guards the account any more.
+struct IdIndexEntry {
+  // The index's reference to the account: taken when the account goes in, dropped once no reader
+  // can still be looking at it after it was taken out (accounts/rcu.hpp).
   std::shared_ptr<Account> index_hold;
 };
 

@@ -1,11 +1,11 @@
 #include "accounts/session.hpp"
 
-#include <cds/intrusive/feldman_hashset_hp.h>
-#include <cds/gc/hp.h>
-
 #include <algorithm>
+#include <cstring>
 
 #include "accounts/account.hpp"
+#include "accounts/rcu.hpp"
+#include "accounts/rcu_table.hpp"
 
 namespace accounts {
 
@@ -45,96 +45,79 @@ SessionRow row_of(const Session& s) {
 
 namespace {
 
-struct DigestOf {
-  const TokenDigest& operator()(const Session& s) const { return s.digest; }
+// A digest is BLAKE2b of 256 random bits: its first 8 bytes are as good a hash as any.
+struct DigestHash {
+  uint64_t operator()(const TokenDigest& digest) const {
+    uint64_t h;
+    std::memcpy(&h, digest.data(), sizeof h);
+    return h;
+  }
+  uint64_t operator()(const Session& s) const { return (*this)(s.digest); }
 };
 
-// libcds 2.3.3 allocates each FeldmanHashSet array node together with its slots, but frees it as
-// one bare node: a sized delete of the wrong size (ASan: new-delete-type-mismatch). Freeing
-// without a size frees exactly what was allocated.
-template <class T>
-struct UnsizedAllocator {
-  using value_type = T;
-  UnsizedAllocator() = default;
-  template <class U>
-  UnsizedAllocator(const UnsizedAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
-  void deallocate(T* p, size_t) { ::operator delete(p); }
-  template <class U>
-  struct rebind {
-    using other = UnsizedAllocator<U>;
-  };
-  bool operator==(const UnsizedAllocator&) const { return true; }
-};
-
-// A 2^16-slot head array keeps the trie shallow at millions of sessions (512 KiB, once).
-constexpr size_t kHeadBits = 16;
-constexpr size_t kArrayBits = 4;
+auto same_digest_as(const TokenDigest& digest) {
+  return [&digest](const Session& s) { return s.digest == digest; };
+}
 
 }  // namespace
 
-// Intrusive: the trie's slots point at the sessions themselves, with no node in between (one
-// cache miss less per WHOAMI, and 32 bytes less per session). The set holds one reference to each
-// session it contains; the disposer drops it once no hazard pointer protects the session any more.
+// The table's slots point at the sessions themselves (no node in between). The index holds one
+// reference to each session it contains, and drops it once no reader can still be looking at it.
 struct SessionIndex::Set {
-  struct Disposer {
-    void operator()(Session* s) const { SessionIndex::release(s); }
-  };
-  struct Traits : cds::intrusive::feldman_hashset::traits {
-    typedef DigestOf hash_accessor;
-    typedef cds::atomicity::item_counter item_counter;
-    typedef UnsizedAllocator<int> node_allocator;
-    typedef Disposer disposer;
-  };
-  Set() : set(kHeadBits, kArrayBits) {}
-  cds::intrusive::FeldmanHashSet<cds::gc::HP, Session, Traits> set;
+  DigestHash hash;
+  RcuTable<Session, DigestHash> table{hash};
 };
 
 void SessionIndex::retain(Session* s) { s->retain(); }
 void SessionIndex::release(Session* s) { s->release(); }
 
 SessionIndex::SessionIndex() : set_(std::make_unique<Set>()) {}
-SessionIndex::~SessionIndex() = default;
+
+SessionIndex::~SessionIndex() {
+  set_->table.for_each([](Session& s) { release(&s); });
+  rcu::barrier();
+}
 
 SessionRef SessionIndex::find(const TokenDigest& digest) const {
-  SessionRef found;
-  set_->set.find(digest, [&found](Session& s) { found = SessionRef(&s); });  // s is guarded meanwhile
-  return found;
+  rcu::ReadLock reading;
+  return SessionRef(set_->table.find(set_->hash(digest), same_digest_as(digest)));
 }
 
 bool SessionIndex::visit_impl(const TokenDigest& digest, SessionUse use) const {
-  return set_->set.find(digest, [&use](Session& s) { use(s); });
+  rcu::ReadLock reading;
+  Session* s = set_->table.find(set_->hash(digest), same_digest_as(digest));
+  if (s == nullptr) return false;
+  use(*s);
+  return true;
 }
 
 bool SessionIndex::insert(SessionRef session) {
   Session* s = session.get();
-  retain(s);  // the set's reference
-  if (set_->set.insert(*s)) return true;
+  retain(s);  // the index's reference
+  if (set_->table.insert(s, set_->hash(s->digest), same_digest_as(s->digest))) return true;
   release(s);
   return false;
 }
 
-void SessionIndex::erase(const TokenDigest& digest) { set_->set.erase(digest); }
+void SessionIndex::erase(const TokenDigest& digest) {
+  // The index's reference goes once no reader can still be looking at the session.
+  if (Session* s = set_->table.erase(set_->hash(digest), same_digest_as(digest)))
+    rcu::defer([](void* taken) { release(static_cast<Session*>(taken)); }, s);
+}
 
-size_t SessionIndex::size() const { return set_->set.size(); }
+size_t SessionIndex::size() const { return set_->table.size(); }
 
 struct SessionIndex::Cursor::State {
-  using Iterator = decltype(std::declval<Set&>().set.begin());
   Set& set;
-  Iterator at;
-  bool started = false;
+  RcuTable<Session, DigestHash>::Cursor at;
 };
 
 SessionIndex::Cursor::Cursor(SessionIndex& index) : state_(std::make_unique<State>(State{*index.set_, {}})) {}
 SessionIndex::Cursor::~Cursor() = default;
 
 void SessionIndex::Cursor::visit(size_t max, const std::function<void(const SessionRef&)>& each) {
-  auto& set = state_->set.set;
-  if (!state_->started || state_->at == set.end()) {
-    state_->at = set.begin();
-    state_->started = true;
-  }
-  for (size_t n = 0; n < max && state_->at != set.end(); ++n, ++state_->at) each(SessionRef(&*state_->at));
+  rcu::ReadLock reading;  // the index's reference keeps each session alive until it ends
+  state_->set.table.step(state_->at, max, [&each](Session& s) { each(SessionRef(&s)); });
 }
 
 }  // namespace accounts

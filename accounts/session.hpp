@@ -119,9 +119,9 @@ struct SessionRow {
 };
 SessionRow row_of(const Session& session);
 
-// The lock-free index of live sessions by token digest (libcds' intrusive FeldmanHashSet: the
-// digest is its own hash, and the set grows without a pause). Reads never lock; the account's actor inserts and
-// erases. The calling thread must hold an IndexThread.
+// The index of live sessions by token digest (an RcuTable, accounts/rcu_table.hpp: the digest is
+// its own hash, readers never lock, and it grows and shrinks one shard at a time). Reads never
+// lock; the account's actor inserts and erases. The calling thread must hold an IndexThread.
 class SessionIndex {
  public:
   SessionIndex();
@@ -130,7 +130,7 @@ class SessionIndex {
   SessionIndex& operator=(const SessionIndex&) = delete;
 
   SessionRef find(const TokenDigest& digest) const;
-  // Calls `use` with the session while a hazard pointer keeps it alive, without counting a
+  // Calls `use` with the session while RCU keeps it alive, without counting a
   // reference (the check's hot path: no shared write to the session). False when not found.
   template <class Use>
   bool visit(const TokenDigest& digest, Use&& use) const {
@@ -142,8 +142,7 @@ class SessionIndex {
 
   // Where a sweep stopped: each visit() looks at no more than `max` sessions from there, and a
   // pass that reaches the end starts over at the next visit. Sessions opened or ended meanwhile
-  // may be seen once more or not until the next pass. It holds a hazard pointer, which belongs
-  // to the thread that made it: create and use it on one thread only.
+  // may be seen once more or not until the next pass (RcuTable::step).
   class Cursor {
    public:
     explicit Cursor(SessionIndex& index);

@@ -240,7 +240,7 @@ void raise_fd_limit(const Config& config) {
 int run_daemon(const Config& config) {
   raise_fd_limit(config);
   accounts::init_secrets();
-  accounts::IndexRuntime index_runtime(config.server.threads + 8);
+  accounts::IndexRuntime index_runtime;
   // One event loop per I/O thread, as memcached and Dragonfly run theirs: `io` on this thread
   // (the accept loops, signals, timers, actors and its share of the connections), and one more
   // loop per further thread, each holding only connections. A loop run by one thread needs no
