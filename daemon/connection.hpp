@@ -30,7 +30,7 @@ class Connection final : public Session {
  public:
   using Traits = StreamTraits<Stream>;
 
-  // `executor`: the strand the socket was accepted on, which the whole connection runs on.
+  // `executor`: the event loop the socket was accepted on, which the whole connection runs on.
   template <class... StreamArgs>
   Connection(asio::any_io_executor executor, Server& server, std::string peer, Transport transport,
              std::shared_ptr<void> keep, StreamArgs&&... args)

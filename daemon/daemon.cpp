@@ -246,6 +246,7 @@ int run_daemon(const Config& config) {
   // loop per further thread, each holding only connections. A loop run by one thread needs no
   // wake-up of another thread to hand over the next ready socket. The other loops are made first
   // and so outlive `io`: an accept still pending in `io` when it goes holds a strand of theirs.
+  // Each loop is run by exactly one thread: sessions rely on that instead of a strand each.
   std::vector<std::unique_ptr<asio::io_context>> loops;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> loop_work;
   for (unsigned i = 1; i < config.server.threads; ++i) {

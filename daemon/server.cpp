@@ -181,7 +181,9 @@ asio::io_context& Server::next_loop() {
 
 void Server::start(const std::shared_ptr<Session>& session) {
   attach(session);
-  // The session runs on the strand its socket was accepted on: one strand per connection.
+  // The session runs on the loop its socket was accepted on. Each loop is run by one thread, which
+  // serialises everything of the session; a strand per connection would only add a queue and a
+  // lock to every completion (docs/BENCHMARKS.md, "Sessions without a strand").
   asio::co_spawn(session->executor(), [session] { return session->run(); },
                  [](std::exception_ptr e) { log_failure("session", e); });
 }
@@ -190,7 +192,7 @@ asio::awaitable<void> Server::accept_tcp(asio::ip::tcp::acceptor& acceptor, bool
   asio::steady_timer pause(io_);
   auto backoff = std::chrono::milliseconds(0);
   while (!stopping()) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(next_loop()), use_tuple);
+    auto [ec, socket] = co_await acceptor.async_accept(next_loop(), use_tuple);
     if (ec) {
       if (stopping() || ec == asio::error::operation_aborted) break;
       // Out of file descriptors (or memory): the pending connection stays in the backlog, so
@@ -226,7 +228,7 @@ asio::awaitable<void> Server::accept_tcp(asio::ip::tcp::acceptor& acceptor, bool
 asio::awaitable<void> Server::accept_unix() {
   asio::steady_timer pause(io_);
   while (!stopping()) {
-    auto [ec, socket] = co_await unix_acceptor_.async_accept(asio::make_strand(next_loop()), use_tuple);
+    auto [ec, socket] = co_await unix_acceptor_.async_accept(next_loop(), use_tuple);
     if (ec) {
       if (stopping() || ec == asio::error::operation_aborted) break;
       uint64_t suppressed = 0;

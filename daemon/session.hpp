@@ -1,7 +1,8 @@
 #pragma once
 // One client connection: a loop that reads bytes, cuts them into lines, runs each request through
 // the command table and writes the replies back in order. Everything a session owns (the stream,
-// its timer, the framer, the deadlines) lives on one strand: the one the socket was accepted on.
+// its timer, the framer, the deadlines) lives on the event loop the socket was accepted on, which
+// one thread runs: nothing of a session is touched from two threads, without a strand.
 //
 // Session holds what every transport shares (framing, dispatch, authentication, deadlines);
 // Connection<Stream> (daemon/connection.hpp) adds the loop over one kind of stream: plain TCP, a
