@@ -27,7 +27,7 @@ class AccountIndex {
 
   std::shared_ptr<Account> by_id(const Uuid& id) const;
   std::shared_ptr<Account> by_email(std::string_view email) const;
-  // Call `use` with the account while a hazard pointer keeps its entry alive, without taking a
+  // Call `use` with the account while an RCU read span keeps its entry alive, without taking a
   // reference (the read path: no shared write to the account per lookup). False when not found.
   template <class Use>
   bool visit_id(const Uuid& id, Use&& use) const {

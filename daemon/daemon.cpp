@@ -245,7 +245,7 @@ int run_daemon(const Config& config) {
   // (the accept loops, signals, timers, actors and its share of the connections), and one more
   // loop per further thread, each holding only connections. A loop run by one thread needs no
   // wake-up of another thread to hand over the next ready socket. The other loops are made first
-  // and so outlive `io`: an accept still pending in `io` when it goes holds a strand of theirs.
+  // and so outlive `io`: an accept still pending in `io` when it goes holds an executor of theirs.
   // Each loop is run by exactly one thread: sessions rely on that instead of a strand each.
   std::vector<std::unique_ptr<asio::io_context>> loops;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> loop_work;
@@ -402,8 +402,8 @@ int run_daemon(const Config& config) {
   }
 
   service.set_touch_forwarder([&role](accounts::AccountService::Touches touches) { role.forward_touches(std::move(touches)); });
-  // The session expiry sweep: once a second, one bounded step (AccountService::sweep_sessions). It
-  // has a thread of its own because its cursor holds a hazard pointer between steps.
+  // The session expiry sweep: once a second, one bounded step (AccountService::sweep_sessions), on
+  // a thread of its own (registered with RCU for the walk), off the event loops.
   std::thread sweeper([&] {
     accounts::IndexThread attached;
     accounts::SessionIndex::Cursor cursor(service.session_index());
