@@ -120,8 +120,8 @@ struct SessionRow {
 SessionRow row_of(const Session& session);
 
 // The index of live sessions by token digest (an RcuTable, accounts/rcu_table.hpp: the digest is
-// its own hash, readers never lock, and it grows and shrinks one shard at a time). Reads never
-// lock; the account's actor inserts and erases. The calling thread must hold an IndexThread.
+// its own hash, readers never lock, and it grows and shrinks one shard at a time). The account's
+// actor inserts and erases. The calling thread must hold an IndexThread.
 class SessionIndex {
  public:
   SessionIndex();
