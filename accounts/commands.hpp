@@ -3,6 +3,7 @@
 // the handlers, which call AccountService. The daemon adds these to its table at start-up.
 #include <asio/awaitable.hpp>
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include "protocol/command_table.hpp"
@@ -16,6 +17,8 @@ using Handler = std::function<asio::awaitable<protocol::Reply>(protocol::Args)>;
 struct Command {
   protocol::CommandSpec spec;
   Handler handler;
+  // Optional: the read-ahead for pipelined batches (AccountService::read_ahead_get and _whoami).
+  std::function<void(std::string_view)> read_ahead = {};
 };
 
 std::vector<Command> account_commands(AccountService& service);

@@ -113,6 +113,26 @@ std::shared_ptr<Account> AccountIndex::by_email(std::string_view email) const {
   return e != nullptr ? e->account : nullptr;
 }
 
+uint64_t AccountIndex::read_ahead_id(const Uuid& id) const {
+  uint64_t hash = maps_->id_hash(id);
+  maps_->ids.prefetch_slots(hash);
+  return hash;
+}
+
+const Account* AccountIndex::read_ahead_account(uint64_t hash) const { return maps_->ids.prefetch_entry(hash); }
+
+uint64_t AccountIndex::read_ahead_email(std::string_view email) const {
+  uint64_t hash = maps_->email_hash(email);
+  maps_->emails.prefetch_slots(hash);
+  return hash;
+}
+
+const void* AccountIndex::read_ahead_email_entry(uint64_t hash) const { return maps_->emails.prefetch_entry(hash); }
+
+const Account* AccountIndex::read_ahead_email_account(const void* entry) {
+  return static_cast<const EmailEntry*>(entry)->account.get();
+}
+
 bool AccountIndex::visit_id_impl(const Uuid& id, AccountRef use) const {
   rcu::ReadLock reading;
   Account* a = maps_->ids.find(maps_->id_hash(id), same_id(id));

@@ -5,6 +5,7 @@
 // table grows one shard at a time with the number of accounts (see docs/ARCHITECTURE.md for the
 // choice). An account is its own entry by id (accounts/index_entry.hpp).
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +38,17 @@ class AccountIndex {
   bool visit_email(std::string_view email, Use&& use) const {
     return visit_email_impl(email, AccountRef(use));
   }
+
+  // Read-ahead (accounts/read_ahead.cpp): the id's hash, with the slots a lookup probes first on
+  // their way into the cache; then, inside an rcu::ReadLock, the account those slots name, or
+  // null (a guess: it may not be the one a lookup finds).
+  uint64_t read_ahead_id(const Uuid& id) const;
+  const Account* read_ahead_account(uint64_t hash) const;
+  // The same for an address (normalized): its hash, then the entry the slots name (opaque), then
+  // the account that entry names.
+  uint64_t read_ahead_email(std::string_view email) const;
+  const void* read_ahead_email_entry(uint64_t hash) const;
+  static const Account* read_ahead_email_account(const void* entry);
 
   // Keyed by account->id(). An account enters the id index once in its life.
   bool insert_id(std::shared_ptr<Account> account);

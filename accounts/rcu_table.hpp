@@ -53,15 +53,22 @@ class RcuTable {
   // Inside an rcu::ReadLock: the entry with this hash for which is(entry) holds, or null.
   template <class Is>
   Entry* find(uint64_t hash, Is&& is) const {
+    return first_tagged(hash, is);
+  }
+
+  // Read-ahead for a lookup soon to come (accounts/read_ahead.cpp): starts fetching the line of
+  // slots that find(hash, ...) probes first. Reads no slot, so it needs no rcu::ReadLock.
+  void prefetch_slots(uint64_t hash) const {
     const Table t(tables_[shard_of(hash)].load(std::memory_order_acquire));
-    if (t.empty()) return nullptr;
-    const uint64_t tag = tag_of(hash);
-    for (size_t i = hash & t.mask, n = 0; n <= t.mask; i = (i + 1) & t.mask, ++n) {
-      uint64_t v = t.slots[i].load(std::memory_order_acquire);
-      if (v == kEmpty) return nullptr;
-      if ((v >> kTagShift) == tag && v != kErased && is(*entry_of(v))) return entry_of(v);
-    }
-    return nullptr;
+    if (!t.empty()) __builtin_prefetch(&t.slots[hash & t.mask]);
+  }
+  // Inside an rcu::ReadLock: the entry that the first slot with this hash's tag names, with its
+  // first line on its way into the cache, or null. A guess for a further read-ahead (the entry is
+  // not read, so it may not be the one find() returns); never a result.
+  const Entry* prefetch_entry(uint64_t hash) const {
+    const Entry* guess = first_tagged(hash, [](const Entry&) { return true; });
+    if (guess != nullptr) __builtin_prefetch(guess);
+    return guess;
   }
 
   // Insert-if-absent: false, and nothing changes, when an entry for which is(entry) holds is in.
@@ -228,6 +235,21 @@ class RcuTable {
     uint32_t used = 0;              // entries and erased slots
     SpinLock lock;
   };
+
+  // Inside an rcu::ReadLock: the first entry of the hash's probe run whose slot carries its tag and
+  // for which is(entry) holds, or null.
+  template <class Is>
+  Entry* first_tagged(uint64_t hash, Is&& is) const {
+    const Table t(tables_[shard_of(hash)].load(std::memory_order_acquire));
+    if (t.empty()) return nullptr;
+    const uint64_t tag = tag_of(hash);
+    for (size_t i = hash & t.mask, n = 0; n <= t.mask; i = (i + 1) & t.mask, ++n) {
+      uint64_t v = t.slots[i].load(std::memory_order_acquire);
+      if (v == kEmpty) return nullptr;
+      if ((v >> kTagShift) == tag && v != kErased && is(*entry_of(v))) return entry_of(v);
+    }
+    return nullptr;
+  }
 
   static uint64_t tag_of(uint64_t hash) { return (hash >> 32) & 0xffff; }
   static size_t shard_of(uint64_t hash) { return hash >> (64 - kShardBits); }

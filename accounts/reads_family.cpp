@@ -15,6 +15,7 @@ using namespace replies;
 asio::awaitable<Reply> AccountService::get(std::string_view id_text) {
   auto id = Uuid::parse(id_text);
   if (!id) co_return malformed_id();
+  settle_read_ahead();
   co_return consistent([&] {
     auto reply = Reply::ok();
     bool shown = false;
@@ -27,6 +28,7 @@ asio::awaitable<Reply> AccountService::get(std::string_view id_text) {
 asio::awaitable<Reply> AccountService::find(std::string_view email) {
   auto checked = check_email(email);
   if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
+  settle_read_ahead();
   co_return consistent([&] {
     auto reply = Reply::ok();
     bool shown = false;

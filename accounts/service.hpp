@@ -79,6 +79,13 @@ class AccountService {
   asio::awaitable<Reply> reactivate(std::string id);
   asio::awaitable<Reply> remove(std::string id);
 
+  // Read-ahead for a pipelined batch (read_ahead.cpp): the daemon shows the service the GET, FIND
+  // and WHOAMI lines of a batch before it runs the first, so that their cache misses overlap. They
+  // change nothing and decide nothing; a request that is not what it seems only costs a fetch.
+  void read_ahead_get(std::string_view id_text) const;
+  void read_ahead_find(std::string_view email) const;
+  void read_ahead_whoami(std::string_view token) const;
+
   // Sessions (sessions_family.cpp).
   asio::awaitable<Reply> login_session(std::string email, std::string password, std::string source, std::string label);
   asio::awaitable<Reply> whoami(std::string_view token);
@@ -129,6 +136,10 @@ class AccountService {
     std::optional<Reply> error;
   };
   Target find_by_id(std::string_view id_text) const;
+  // Read-ahead (read_ahead.cpp): the first lookup of a batch walks the rest of its chains, and a
+  // WHOAMI takes its token's digest from there when the batch computed it.
+  void settle_read_ahead() const;
+  TokenDigest token_digest(std::string_view token) const;
   // Runs `read` until no apply() overlapped it (a seqlock: on a primary, two loads).
   template <class Read>
   auto consistent(Read&& read) const {

@@ -91,6 +91,14 @@ bool SessionIndex::visit_impl(const TokenDigest& digest, SessionUse use) const {
   return true;
 }
 
+uint64_t SessionIndex::read_ahead(const TokenDigest& digest) const {
+  uint64_t hash = set_->hash(digest);
+  set_->table.prefetch_slots(hash);
+  return hash;
+}
+
+const Session* SessionIndex::read_ahead_session(uint64_t hash) const { return set_->table.prefetch_entry(hash); }
+
 bool SessionIndex::insert(SessionRef session) {
   Session* s = session.get();
   retain(s);  // the index's reference

@@ -136,6 +136,11 @@ class SessionIndex {
   bool visit(const TokenDigest& digest, Use&& use) const {
     return visit_impl(digest, SessionUse(use));
   }
+  // Read-ahead (accounts/read_ahead.cpp): the digest's hash, with the slots a lookup probes first
+  // on their way into the cache; then, inside an rcu::ReadLock, the session those slots name, or
+  // null (a guess: it may not be the one a lookup finds).
+  uint64_t read_ahead(const TokenDigest& digest) const;
+  const Session* read_ahead_session(uint64_t hash) const;
   bool insert(SessionRef session);
   void erase(const TokenDigest& digest);
   size_t size() const;

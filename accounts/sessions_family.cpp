@@ -99,7 +99,8 @@ asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
   if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
   int64_t now = now_ms();
   int64_t idle = settings_.session_idle_s * 1000;
-  auto digest = digest_token(token);
+  settle_read_ahead();
+  auto digest = token_digest(token);
   co_return consistent([&] {
     auto reply = Reply::ok();
     bool valid = false;

@@ -98,6 +98,7 @@ class Connection final : public Session {
       last_read = Clock::now();
       if (!framer_.in_line()) line_started_ = last_read;
       framer_.commit(n);
+      read_ahead();
     }
     co_await Traits::finish(*this);
     close_now();

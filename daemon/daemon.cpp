@@ -296,7 +296,9 @@ int run_daemon(const Config& config) {
   add_session_commands(table, server,
                        Sources{service, writer.get(), lease.get(), progress, role, std::chrono::steady_clock::now()});
   add_role_commands(table, role);
+  std::vector<std::pair<std::string, std::function<void(std::string_view)>>> table_read_ahead;
   for (auto& command : accounts::account_commands(service)) {
+    if (command.read_ahead) table_read_ahead.emplace_back(command.spec.name, command.read_ahead);
     if (command.spec.name == "WHOAMI") {
       // A replica that may have missed a revocation does not vouch for a session (docs/PROTOCOL.md).
       // Not a coroutine itself: on the hot path it hands back WHOAMI's own awaitable, one frame.
@@ -309,6 +311,7 @@ int run_daemon(const Config& config) {
     }
     table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
   }
+  for (auto& [name, read_ahead] : table_read_ahead) table.set_read_ahead(name, std::move(read_ahead));
   server.set_clients(config.clients);  // after the last command: rights are kept per command
 
   // Metrics: counted per thread on the request path, served by prometheus-cpp's own HTTP threads.

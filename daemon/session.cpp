@@ -94,6 +94,25 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
   co_return reply;
 }
 
+// Only for a connection that may run the reads it sends: nobody unauthenticated makes the daemon
+// digest tokens it will not look up. The arguments are split as plainly as a guess may be (a
+// quoted one is skipped): each request still runs its own lookup, and gets the reply it would.
+void Session::read_ahead() {
+  constexpr size_t kLines = 32;  // what accounts/read_ahead.cpp keeps per batch
+  if (client_ == nullptr || server_.loading()) return;
+  size_t lines = 0;
+  framer_.peek(2, [&](std::string_view) { ++lines; });
+  if (lines < 2) return;
+  framer_.peek(kLines, [&](std::string_view line) {
+    size_t space = line.find(' ');
+    if (space == std::string_view::npos) return;
+    const auto* entry = server_.commands().find(line.substr(0, space));
+    if (entry == nullptr || !entry->read_ahead || !client_->allows(entry->slot)) return;
+    std::string_view argument = line.substr(space + 1);
+    entry->read_ahead(argument.substr(0, argument.find(' ')));
+  });
+}
+
 // A SIGHUP may have changed the clients: a connection whose client is gone or whose secret
 // changed loses its authentication at once and is closed after this reply; one whose rights
 // changed runs under the new ones from this request on.

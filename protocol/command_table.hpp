@@ -4,6 +4,7 @@
 // Handler is whatever the caller dispatches to; the protocol layer never calls it.
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -64,6 +65,9 @@ class CommandTable {
     CommandSpec spec;
     Handler handler;
     size_t slot;  // 0, 1, 2, ... in the order of add(): a dense index for per-command counters
+    // Optional. Called with a pipelined request's first argument before its batch runs, to start
+    // fetching what the handler will read; it never changes a reply (the daemon's read-ahead).
+    std::function<void(std::string_view)> read_ahead = {};
   };
 
   void add(CommandSpec spec, Handler handler) {
@@ -71,6 +75,11 @@ class CommandTable {
     std::string key = spec.name;
     if (!entries_.emplace(key, Entry{std::move(spec), std::move(handler), entries_.size()}).second)
       throw std::logic_error("command registered twice: " + key);
+  }
+  void set_read_ahead(std::string_view name, std::function<void(std::string_view)> read_ahead) {
+    auto it = entries_.find(upper_ascii(name));
+    if (it == entries_.end()) throw std::logic_error("read-ahead for an unknown command: " + std::string(name));
+    it->second.read_ahead = std::move(read_ahead);
   }
   size_t size() const { return entries_.size(); }
 

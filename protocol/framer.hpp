@@ -3,6 +3,7 @@
 // arrived, and takes frames with next(). Memory stays bounded: a line longer than max_line_bytes
 // is reported once as too_long and the rest of it is dropped as it arrives, never buffered.
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -26,6 +27,27 @@ class LineFramer {
 
   // The next complete frame, or nullopt when more bytes are needed.
   std::optional<Frame> next();
+
+  // The complete lines held now, up to `max`, in the order next() will give them, without taking
+  // them (the session's read-ahead looks at a batch before it runs it). Lines over the limit and
+  // the end of one being discarded are left out.
+  template <class Each>
+  void peek(size_t max, Each&& each) const {
+    size_t at = start_;
+    bool skip = discarding_;
+    while (max > 0) {
+      const void* lf = std::memchr(buffer_.data() + at, '\n', filled_ - at);
+      if (lf == nullptr) return;
+      std::string_view line(buffer_.data() + at, static_cast<const char*>(lf) - (buffer_.data() + at));
+      at += line.size() + 1;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!skip && line.size() <= max_line_bytes_) {
+        each(line);
+        --max;
+      }
+      skip = false;
+    }
+  }
 
   // Bytes held that do not yet form a complete line.
   size_t pending() const { return filled_ - start_; }

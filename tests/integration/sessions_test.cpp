@@ -49,6 +49,60 @@ bool valid(Client& c, const std::string& token) {
 
 }  // namespace
 
+// A batch in one write goes through the read-ahead (accounts/read_ahead.cpp), which hashes the
+// GET ids and FIND addresses and digests the WHOAMI tokens before the first line runs, and hands
+// each WHOAMI its digest back. Every reply must
+// still be what the line alone would get: a token one character from another's, a session ended
+// inside the batch, quoted and malformed arguments, and more lines than one read-ahead holds.
+TEST_CASE("a pipelined batch of WHOAMI, GET and FIND is answered as one request at a time would be", "[sessions]") {
+  Daemon daemon;
+  Client c(daemon.port());
+  std::string alice = active_account(c, "alice@example.com"), bob = active_account(c, "bob@example.com");
+  auto a = open_session(c, "alice@example.com"), b = open_session(c, "bob@example.com");
+  std::string near = b.token;
+  near.back() = near.back() == 'A' ? 'B' : 'A';
+
+  struct Expect {
+    std::string request, id, session, error;  // an OK for account `id` (and `session`), or this error
+  };
+  std::vector<Expect> batch = {
+      {"WHOAMI " + a.token, alice, a.session, ""},
+      {"GET " + bob, bob, "", ""},
+      {"WHOAMI " + near, "", "", "ERR INVALID_SESSION "},
+      {"WHOAMI " + b.token, bob, b.session, ""},
+      {"WHOAMI \"" + a.token + "\"", alice, a.session, ""},
+      {"LOGOUT " + a.token, "", "", ""},
+      {"WHOAMI " + a.token, "", "", "ERR INVALID_SESSION "},
+      {"GET not-an-id", "", "", "ERR BAD_REQUEST "},
+      {"WHOAMI short", "", "", "ERR BAD_REQUEST "},
+      {"GET " + alice, alice, "", ""},
+      {"FIND Alice@EXAMPLE.com", alice, "", ""},
+      {"FIND nobody@example.com", "", "", "ERR NOT_FOUND "},
+      {"FIND not-an-address", "", "", "ERR NOT_FOUND "},
+  };
+  for (int i = 0; i < 12; ++i) {
+    batch.push_back({"WHOAMI " + b.token, bob, b.session, ""});
+    batch.push_back({"WHOAMI " + near, "", "", "ERR INVALID_SESSION "});
+    batch.push_back({"get " + alice, alice, "", ""});
+    batch.push_back({"FIND bob@example.com", bob, "", ""});
+  }
+  std::string bytes;
+  for (const auto& e : batch) bytes += e.request + "\r\n";
+  c.send(bytes);
+  for (const auto& e : batch) {
+    std::string reply = c.line();
+    INFO(e.request << " -> " << reply);
+    if (!e.error.empty()) {
+      CHECK(starts_with(reply, e.error));
+    } else if (e.id.empty()) {
+      CHECK(reply == "OK session=" + a.session);  // the LOGOUT
+    } else {
+      CHECK(field(reply, "id") == e.id);
+      if (!e.session.empty()) CHECK(field(reply, "session") == e.session);
+    }
+  }
+}
+
 TEST_CASE("LOGIN_SESSION opens a session, WHOAMI answers the account, SESSIONS never shows a token", "[sessions]") {
   Daemon daemon;
   Client c(daemon.port());

@@ -155,6 +155,37 @@ TEST_CASE("framer: a read shorter than the region prepared for it frames only wh
   CHECK_FALSE(f.in_line());
 }
 
+TEST_CASE("framer: peek shows the complete lines next() will give, takes none, and skips over-long ones", "[framer]") {
+  LineFramer f(8);
+  auto put = [&f](std::string_view bytes) {
+    auto space = f.prepare(bytes.size());
+    std::copy(bytes.begin(), bytes.end(), space.begin());
+    f.commit(bytes.size());
+  };
+  auto peeked = [&f](size_t max) {
+    std::vector<std::string> out;
+    f.peek(max, [&out](std::string_view line) { out.push_back(std::string(line)); });
+    return out;
+  };
+  put("GET a\r\n123456789\nPING\n\nFIND b\nGET");
+  CHECK(peeked(10) == std::vector<std::string>{"GET a", "PING", "", "FIND b"});  // not the unfinished "GET"
+  CHECK(peeked(2) == std::vector<std::string>{"GET a", "PING"});
+  auto taken = [&f] {
+    std::vector<std::string> out;
+    while (auto frame = f.next())
+      out.push_back(frame->kind == LineFramer::Kind::too_long ? "<too long>" : std::string(frame->line));
+    return out;
+  };
+  CHECK(taken() == std::vector<std::string>{"GET a", "<too long>", "PING", "", "FIND b"});
+  CHECK(peeked(10).empty());
+  // The rest of a line being discarded is not a line.
+  put("x 1234567890");
+  CHECK(taken() == std::vector<std::string>{"<too long>"});
+  put("tail\nGET c\n");
+  CHECK(peeked(10) == std::vector<std::string>{"GET c"});
+  CHECK(taken() == std::vector<std::string>{"GET c"});
+}
+
 TEST_CASE("framer: an over-long line is reported once and discarded as it arrives", "[framer]") {
   LineFramer f(8);
   CHECK(frames(f, "12345678\n") == std::vector<std::string>{"12345678"});    // at the limit

@@ -91,6 +91,27 @@ TEST_CASE("rcu table: one entry per key, found past erased slots in a shared pro
   }
 }
 
+TEST_CASE("rcu table: the read-ahead guesses the entry a lookup finds, and nothing where no tag matches", "[index][rcu]") {
+  IndexRuntime runtime;
+  ItemHash h;
+  Table t(h);
+  t.prefetch_slots(h(1));  // no table yet: nothing to fetch, nothing read
+  for (uint64_t k = 1; k <= 1000; ++k) REQUIRE(insert(t, h, k));
+  {
+    rcu::ReadLock reading;
+    for (uint64_t k = 1; k <= 1000; ++k) {
+      t.prefetch_slots(h(k));
+      const Item* guess = t.prefetch_entry(h(k));
+      REQUIRE(guess != nullptr);
+      CHECK(guess->key == k);  // distinct 64-bit hashes: the first matching tag is the key's own
+    }
+    size_t guessed = 0;
+    for (uint64_t k = 1001; k <= 2000; ++k) guessed += t.prefetch_entry(h(k)) != nullptr;
+    CHECK(guessed < 10);  // only a 16-bit tag that happens to match, in a short probe run
+  }
+  empty_out(t);
+}
+
 TEST_CASE("rcu table: taking keys in and out forever keeps the table small", "[index][rcu]") {
   IndexRuntime runtime;
   ItemHash h;
