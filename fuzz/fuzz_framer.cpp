@@ -1,9 +1,12 @@
 // The line framer: any bytes, cut into reads of any size, give frames that never exceed the limit,
-// and the framer's memory stays bounded by one line plus one read.
+// the framer's memory stays bounded by one line plus one read, and peek() shows exactly the lines
+// that next() then gives (what the session's read-ahead relies on).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "protocol/framer.hpp"
 
@@ -21,12 +24,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(space.data(), data + fed, n);
     framer.commit(n);
     fed += n;
+    std::vector<std::string> peeked;
+    framer.peek(SIZE_MAX, [&](std::string_view line) { peeked.emplace_back(line); });
+    size_t taken = 0;
     while (auto frame = framer.next()) {
       if (frame->kind == protocol::LineFramer::Kind::line) {
         if (frame->line.size() > limit) std::abort();
         if (std::memchr(frame->line.data(), '\n', frame->line.size()) != nullptr) std::abort();
+        if (taken == peeked.size() || peeked[taken] != frame->line) std::abort();
+        ++taken;
       }
     }
+    if (taken != peeked.size()) std::abort();
     if (framer.pending() > limit + 2 + chunk) std::abort();
   }
   return 0;
