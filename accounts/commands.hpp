@@ -17,7 +17,7 @@ using Handler = std::function<asio::awaitable<protocol::Reply>(protocol::Args)>;
 struct Command {
   protocol::CommandSpec spec;
   Handler handler;
-  // Optional: the read-ahead for pipelined batches (AccountService::read_ahead_get and _whoami).
+  // Optional: the read-ahead for pipelined batches (AccountService::read_ahead_get, _find and _whoami).
   std::function<void(std::string_view)> read_ahead = {};
 };
 

@@ -29,9 +29,7 @@ EmailCheck check_email(std::string_view address) {
   if (labels < 2) return reject("domain needs two or more non-empty labels");
 
   std::string normalized(address);
-  for (char& c : normalized) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
+  for (char& c : normalized) c = fold_email_char(c);
   return EmailCheck{std::move(normalized), {}};
 }
 

@@ -16,4 +16,7 @@ struct EmailCheck {
 
 EmailCheck check_email(std::string_view address);
 
+// The normalization of one byte: ASCII letters lower-cased, everything else kept.
+inline char fold_email_char(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
 }  // namespace accounts

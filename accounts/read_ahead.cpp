@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "accounts/account.hpp"
+#include "accounts/email.hpp"
 #include "accounts/index.hpp"
 #include "accounts/rcu.hpp"
 #include "accounts/service.hpp"
@@ -92,7 +93,7 @@ void AccountService::read_ahead_find(std::string_view email) const {
   constexpr size_t kLongest = 254;  // check_email's limit
   if (batch.size == batch.pending.size() || email.size() > kLongest) return;
   char lower[kLongest];
-  for (size_t i = 0; i < email.size(); ++i) lower[i] = email[i] >= 'A' && email[i] <= 'Z' ? email[i] - 'A' + 'a' : email[i];
+  for (size_t i = 0; i < email.size(); ++i) lower[i] = fold_email_char(email[i]);
   Pending& p = batch.pending[batch.size++];
   p.kind = Pending::Kind::email;
   p.hash = index_->read_ahead_email({lower, email.size()});
