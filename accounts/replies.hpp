@@ -21,7 +21,7 @@ inline Reply view_of(const AccountRecord& record) {
 
 inline Reply malformed_id() { return Reply::error(Error::bad_request, "malformed account id"); }
 inline Reply not_found() { return Reply::error(Error::not_found, "no such account"); }
-inline Reply busy() { return Reply::error(Error::busy, "password workers are saturated; retry later"); }
+inline Reply busy() { return Reply::error(Error::busy, "password workers are saturated or out of memory; retry later"); }
 inline Reply invalid_credentials() { return Reply::error(Error::invalid_credentials, "wrong email or password"); }
 inline Reply locked(int64_t wait_ms) {
   return Reply::error(Error::locked, "too many failed logins; retry in " + std::to_string((wait_ms + 999) / 1000) + " s");

@@ -42,10 +42,6 @@ std::string hash_password(std::string_view password, const HashParams& params) {
   return out;
 }
 
-bool verify_password(const std::string& hash, std::string_view password) {
-  if (!hash.starts_with("$argon2id$")) return verify_foreign(hash, password);  // imported (docs/IMPORT.md)
-  return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
-}
 
 bool needs_rehash(const std::string& hash, const HashParams& params) {
   if (!hash.starts_with("$argon2id$")) return true;  // imported: Argon2id once the password is known
@@ -134,6 +130,29 @@ std::optional<Packed> pack(std::string_view text) {
 }
 
 }  // namespace
+
+std::optional<bool> verify_password(const std::string& hash, std::string_view password) {
+  if (!hash.starts_with("$argon2id$")) return verify_foreign(hash, password);  // imported (docs/IMPORT.md)
+  // crypto_pwhash_str_verify answers -1 both to a wrong password and to a hash it could not
+  // compute because the work area could not be mapped, and its errno does not tell them apart
+  // (measured: EINVAL for both). A wrong password counts towards a lockout; a machine out of
+  // memory must not. So a canonical string, which is every hash this daemon makes, is computed
+  // with crypto_pwhash, which fails only for want of memory once its parameters are in range,
+  // and compared in constant time, as crypto_pwhash_str_verify does.
+  if (auto p = pack(hash); p && p->lanes == 1 && p->passes >= crypto_pwhash_argon2id_OPSLIMIT_MIN &&
+                           uint64_t{p->memory_kib} * 1024 >= crypto_pwhash_argon2id_MEMLIMIT_MIN &&
+                           uint64_t{p->memory_kib} * 1024 <= crypto_pwhash_argon2id_MEMLIMIT_MAX &&
+                           password.size() <= crypto_pwhash_argon2id_PASSWD_MAX) {
+    uint8_t computed[kHashBytes];
+    if (crypto_pwhash(computed, sizeof computed, password.data(), password.size(), p->salt, p->passes,
+                      static_cast<size_t>(p->memory_kib) * 1024, crypto_pwhash_ALG_ARGON2ID13) != 0)
+      return std::nullopt;
+    bool same = crypto_verify_32(computed, p->hash) == 0;
+    sodium_memzero(computed, sizeof computed);
+    return same;
+  }
+  return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
+}
 
 void PasswordHash::Deleter::operator()(uint8_t* p) const { delete[] p; }
 

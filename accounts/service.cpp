@@ -78,7 +78,11 @@ asio::awaitable<std::optional<std::string>> AccountService::hash_on_pool(std::st
   auto start = [this, password = std::move(password)](Completion<std::optional<std::string>> done) mutable {
     PasswordPool::Work work = [this, password = std::move(password), done = std::move(done)](bool run) mutable {
       std::optional<std::string> hash;
-      if (run) hash = hash_password(password, settings_.hash);
+      try {
+        if (run) hash = hash_password(password, settings_.hash);
+      } catch (const std::exception& e) {  // out of memory: BUSY, where an escaping throw would end the daemon
+        spdlog::error("password hashing failed: {}", e.what());
+      }
       done(std::move(hash));
     };
     if (!pool_.try_submit(work)) work(false);
@@ -90,7 +94,10 @@ asio::awaitable<std::optional<bool>> AccountService::verify_on_pool(std::string 
   auto start = [this, hash = std::move(hash), password = std::move(password)](Completion<std::optional<bool>> done) mutable {
     PasswordPool::Work work = [hash = std::move(hash), password = std::move(password), done = std::move(done)](bool run) mutable {
       std::optional<bool> verified;
-      if (run) verified = verify_password(hash, password);
+      if (run) {
+        verified = verify_password(hash, password);
+        if (!verified) spdlog::error("password verification failed: out of memory for the hash's work area");
+      }
       done(verified);
     };
     if (!pool_.try_submit(work)) work(false);

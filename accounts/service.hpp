@@ -158,12 +158,14 @@ class AccountService {
   void reconcile_sessions(Account& a, const std::vector<const SessionRow*>& rows);
   asio::awaitable<Reply> move_state(std::string id, Action action);
 
+  // nullopt: the pool is full, or Argon2's work area could not be mapped (out of memory); the
+  // request answers BUSY, and a verification that could not run is no failed login.
   asio::awaitable<std::optional<std::string>> hash_on_pool(std::string password);
   asio::awaitable<std::optional<bool>> verify_on_pool(std::string hash, std::string password);
   // Verifies a presented password against the account's hash so that the time taken says nothing:
   // an over-long password costs a dummy verification and fails, and a hash stored at other
   // parameters than the current ones costs a dummy verification on top when it fails (a success
-  // re-hashes instead). nullopt: the pool is full (BUSY).
+  // re-hashes instead). nullopt: as for verify_on_pool (BUSY).
   asio::awaitable<std::optional<bool>> verify_presented(const std::string& hash, const std::string& password);
   // LOGIN for an email that belongs to no account: the same throttle, the same cost, the same replies.
   asio::awaitable<Reply> login_unknown(const std::string& email, const std::string& password, SourceKey source);

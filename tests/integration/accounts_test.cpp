@@ -1,5 +1,8 @@
 // The account commands against the real daemon in memory-only mode (issue 3).
+#include <sys/resource.h>
+
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <latch>
 #include <memory>
 #include <thread>
@@ -334,6 +337,36 @@ TEST_CASE("a full password queue answers BUSY at once", "[accounts]") {
   }
   CHECK(busy >= 1);
   CHECK(busy + answered == 12);
+}
+
+TEST_CASE("a password hash that runs out of memory answers BUSY: no crash, no failed login, no lockout", "[accounts][security]") {
+  Daemon daemon(Settings{{"password_hash.memlimit_kib", "65536"}});  // 64 MiB a hash
+  Client c(daemon.port());
+  std::string id = active_account(c, "owner@example.com", "owner-password");
+
+  // Cap the daemon's address space 32 MiB above what it has mapped: a hash's 64 MiB no longer
+  // fits, and everything else goes on. The hard limit stays, so the cap can be lifted again.
+  std::ifstream status("/proc/" + std::to_string(daemon.pid()) + "/status");
+  rlim_t mapped = 0;
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("VmSize:")) mapped = std::stoull(line.substr(7)) * 1024;  // kB
+  REQUIRE(mapped > 0);
+  rlimit cap{mapped + (32u << 20), RLIM_INFINITY};
+  REQUIRE(prlimit(daemon.pid(), RLIMIT_AS, &cap, nullptr) == 0);
+
+  // More LOGINs than lockout_threshold (5): had any counted as a wrong password, the owner would
+  // now be locked out by the machine's memory.
+  for (int i = 0; i < 8; ++i) CHECK(starts_with(c.call("LOGIN owner@example.com owner-password"), "ERR BUSY "));
+  CHECK(starts_with(c.call("REGISTER other@example.com other-password"), "ERR BUSY "));  // hash_password threw
+  CHECK(field(c.call("GET " + id), "id") == id);
+  CHECK(field(c.call("STATS"), "accounts") == "1");
+
+  rlimit lifted{RLIM_INFINITY, RLIM_INFINITY};
+  REQUIRE(prlimit(daemon.pid(), RLIMIT_AS, &lifted, nullptr) == 0);
+  CHECK(field(c.call("LOGIN owner@example.com owner-password"), "id") == id);
+  CHECK(starts_with(c.call("REGISTER other@example.com other-password"), "OK "));
+  CHECK(daemon.log().find("out of memory") != std::string::npos);
+  CHECK(daemon.stop() == 0);
 }
 
 TEST_CASE("STATS counts accounts by state and connections", "[accounts]") {
