@@ -42,7 +42,6 @@ std::string hash_password(std::string_view password, const HashParams& params) {
   return out;
 }
 
-
 bool needs_rehash(const std::string& hash, const HashParams& params) {
   if (!hash.starts_with("$argon2id$")) return true;  // imported: Argon2id once the password is known
   return crypto_pwhash_str_needs_rehash(hash.c_str(), params.opslimit,
