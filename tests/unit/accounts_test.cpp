@@ -26,6 +26,8 @@
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
 
+#include <sodium.h>
+
 using namespace accounts;
 using protocol::Error;
 
@@ -202,6 +204,57 @@ TEST_CASE("password hashes: libsodium's Argon2id strings are packed and give bac
   }
   CHECK(PasswordHash().empty());
   CHECK(PasswordHash("").text().empty());
+}
+
+// pack() takes a string only in the spelling that libsodium's encoder writes, by parsing, not by
+// encoding it again. Held here to the encoder itself: every character in the positions where a
+// spelling can go wrong (the salt's and the hash's first and last, the numbers' leading digits).
+TEST_CASE("password hashes: packed exactly when libsodium would write the same text", "[secrets]") {
+  init_secrets();
+  auto libsodium_writes = [](const std::string& text) {  // the reference: decode, then encode again
+    unsigned long m, t, p;
+    char salt_text[64] = {}, hash_text[64] = {};
+    if (std::sscanf(text.c_str(), "$argon2id$v=19$m=%lu,t=%lu,p=%lu$%63[^$]$%63s", &m, &t, &p, salt_text, hash_text) != 5)
+      return false;
+    unsigned char salt[16], hash[32];
+    size_t salt_len = 0, hash_len = 0;
+    const char* end = nullptr;
+    constexpr int kVariant = sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+    if (sodium_base642bin(salt, sizeof salt, salt_text, std::strlen(salt_text), nullptr, &salt_len, &end, kVariant) != 0 ||
+        *end != 0 || salt_len != sizeof salt)
+      return false;
+    if (sodium_base642bin(hash, sizeof hash, hash_text, std::strlen(hash_text), nullptr, &hash_len, &end, kVariant) != 0 ||
+        *end != 0 || hash_len != sizeof hash)
+      return false;
+    char salt_out[sodium_base64_ENCODED_LEN(16, kVariant)], hash_out[sodium_base64_ENCODED_LEN(32, kVariant)];
+    sodium_bin2base64(salt_out, sizeof salt_out, salt, sizeof salt, kVariant);
+    sodium_bin2base64(hash_out, sizeof hash_out, hash, sizeof hash, kVariant);
+    return text == "$argon2id$v=19$m=" + std::to_string(m) + ",t=" + std::to_string(t) + ",p=" + std::to_string(p) +
+                       "$" + salt_out + "$" + hash_out;
+  };
+  const std::string good = hash_password("correct horse", HashParams{1, 8});
+  const size_t salt_at = good.find('$', good.find("p=")) + 1, hash_at = good.rfind('$') + 1;
+  std::vector<std::string> variants;
+  const std::string characters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=!$. ";
+  for (size_t at : {salt_at, hash_at - 2, hash_at, good.size() - 1})
+    for (char c : characters) {
+      std::string v = good;
+      v[at] = c;
+      variants.push_back(v);
+    }
+  const size_t m_at = good.find("m=") + 2;
+  for (const char* insert : {"0", "00", "1", "9"}) variants.push_back(good.substr(0, m_at) + insert + good.substr(m_at));
+  variants.push_back(good.substr(0, m_at) + "0" + good.substr(good.find(',', m_at)));  // m=0
+  int packed = 0;
+  for (const auto& text : variants) {
+    INFO(text);
+    PasswordHash hash(text);
+    CHECK(hash.packed() == libsodium_writes(text));
+    CHECK(hash.text() == text);
+    packed += hash.packed();
+  }
+  CHECK(packed > 20);  // the comparison saw both verdicts
+  CHECK(packed < static_cast<int>(variants.size()) - 20);
 }
 
 // The warm-load's one check per hash must refuse exactly what check_hash() refuses, packed or not.
