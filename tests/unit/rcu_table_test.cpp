@@ -3,6 +3,7 @@
 // stays in, disposal only after the readers, and the sweep's walk.
 #include <catch2/catch.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <set>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "accounts/index.hpp"
 #include "accounts/rcu.hpp"
 #include "accounts/rcu_table.hpp"
+#include "accounts/spin_lock.hpp"
 
 using namespace accounts;
 
@@ -246,4 +248,40 @@ TEST_CASE("rcu: a thread not registered cannot read an index", "[index][rcu]") {
     }
   }).join();
   CHECK(refused);
+}
+
+// accounts/spin_lock.hpp: the shards' and the accounts' lock. Held to mutual exclusion under
+// contention (a plain counter comes out exact), and a thread that went to sleep on it is woken
+// by the unlock (the test would hang otherwise).
+TEST_CASE("spin lock: exclusive under contention, and a sleeping waiter is woken", "[index]") {
+  static_assert(sizeof(SpinLock) == 1);
+  SpinLock lock;
+  uint64_t counter = 0;  // not atomic: only the lock keeps the increments apart
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200000; ++i) {
+        lock.lock();
+        ++counter;
+        lock.unlock();
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(counter == 800000);
+
+  std::atomic<bool> released{false};
+  bool saw_release = false;
+  lock.lock();
+  std::thread waiter([&] {
+    lock.lock();  // spins, then sleeps until the unlock below
+    saw_release = released.load();
+    lock.unlock();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // long past the spinning
+  released = true;
+  lock.unlock();
+  waiter.join();
+  CHECK(saw_release);
+  lock.lock();  // and it is free again
+  lock.unlock();
 }
