@@ -150,19 +150,35 @@ bool AccountIndex::visit_email_impl(std::string_view email, AccountRef use) cons
 }
 
 bool AccountIndex::insert_id(std::shared_ptr<Account> account) {
+  const uint64_t hash = maps_->id_hash(account->id());
+  return insert_id(std::move(account), hash);
+}
+
+bool AccountIndex::insert_id(std::shared_ptr<Account> account, uint64_t id_hash) {
   Account& a = *account;
   if (a.index_hold) return false;  // an account enters the id index once in its life
   a.index_hold = std::move(account);
-  if (maps_->ids.insert(&a, maps_->id_hash(a.id()), same_id(a.id()))) return true;
+  if (maps_->ids.insert(&a, id_hash, same_id(a.id()))) return true;
   auto hold = std::move(a.index_hold);  // not in: nobody else can see the fields
   return false;
 }
 
 bool AccountIndex::reserve_email(std::string_view email, std::shared_ptr<Account> account) {
+  return reserve_email(email, std::move(account), maps_->email_hash(email));
+}
+
+bool AccountIndex::reserve_email(std::string_view email, std::shared_ptr<Account> account, uint64_t email_hash) {
   EmailEntry* entry = EmailEntry::make(email, std::move(account));
-  if (maps_->emails.insert(entry, maps_->email_hash(email), same_email(email))) return true;
+  if (maps_->emails.insert(entry, email_hash, same_email(email))) return true;
   EmailEntry::destroy(entry);  // never in
   return false;
+}
+
+AccountIndex::Hashes AccountIndex::prefetch_insert(const Uuid& id, std::string_view email) const {
+  Hashes h{maps_->id_hash(id), maps_->email_hash(email)};
+  maps_->ids.prefetch_insert(h.id);
+  maps_->emails.prefetch_insert(h.email);
+  return h;
 }
 
 void AccountIndex::erase_id(const Uuid& id) {
@@ -172,6 +188,16 @@ void AccountIndex::erase_id(const Uuid& id) {
 void AccountIndex::erase_email(std::string_view email) {
   if (EmailEntry* e = maps_->emails.erase(maps_->email_hash(email), same_email(email)))
     rcu::defer(&EmailEntry::destroy, e);
+}
+
+void AccountIndex::reserve(size_t accounts) {
+  maps_->ids.reserve(accounts);
+  maps_->emails.reserve(accounts);
+}
+
+void AccountIndex::trim() {
+  maps_->ids.trim();
+  maps_->emails.trim();
 }
 
 std::vector<Uuid> AccountIndex::all_ids() const {

@@ -54,10 +54,23 @@ class AccountIndex {
   bool insert_id(std::shared_ptr<Account> account);
   // Insert-if-absent: true when `email` now belongs to `account`, false when anyone held it.
   bool reserve_email(std::string_view email, std::shared_ptr<Account> account);
+  // A warm-load's batch: the two keys' hashes, with what inserting them will touch on its way into
+  // the cache, so that the batch's cache misses overlap. Then the same inserts as above, given
+  // those hashes.
+  struct Hashes {
+    uint64_t id, email;
+  };
+  Hashes prefetch_insert(const Uuid& id, std::string_view email) const;
+  bool insert_id(std::shared_ptr<Account> account, uint64_t id_hash);
+  bool reserve_email(std::string_view email, std::shared_ptr<Account> account, uint64_t email_hash);
   // Only the account an entry points to removes it, from inside its actor.
   void erase_id(const Uuid& id);
   void erase_email(std::string_view email);
 
+  // A warm-load's hint: about this many accounts are coming, so size the tables for them now
+  // rather than growing them on the way. trim() afterwards gives back what a wrong hint took.
+  void reserve(size_t accounts);
+  void trim();
   // Every id in the index. Only while no other thread inserts or erases: a replica's follower,
   // which is the only writer there, before a full reload.
   std::vector<Uuid> all_ids() const;

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -61,6 +62,13 @@ class RcuTable {
   void prefetch_slots(uint64_t hash) const {
     const Table t(tables_[shard_of(hash)].load(std::memory_order_acquire));
     if (!t.empty()) __builtin_prefetch(&t.slots[hash & t.mask]);
+  }
+  // The same for an insert soon to come (a warm-load's batch): the shard's lock and count too,
+  // for writing.
+  void prefetch_insert(uint64_t hash) const {
+    __builtin_prefetch(&shards_[shard_of(hash)], 1);
+    const Table t(tables_[shard_of(hash)].load(std::memory_order_acquire));
+    if (!t.empty()) __builtin_prefetch(&t.slots[hash & t.mask], 1);
   }
   // Inside an rcu::ReadLock: the entry that the first slot with this hash's tag names, with its
   // first line on its way into the cache, or null. A guess for a further read-ahead (the entry is
@@ -134,6 +142,27 @@ class RcuTable {
     return nullptr;
   }
 
+  // Before a bulk load of about `entries` (a hint): grows every shard to what it would grow to
+  // as they arrived, so that none is rebuilt on the way. A shard's share is allowed four
+  // standard deviations of the spread that hashing leaves. Never shrinks a shard.
+  void reserve(size_t entries) {
+    const double share = static_cast<double>(entries) / kShards;
+    const size_t capacity = grown_to(static_cast<size_t>(share + 4 * std::sqrt(share)) + 8);
+    for (size_t i = 0; i < kShards; ++i) {
+      std::lock_guard guard(shards_[i].lock);
+      if (Table(tables_[i].load(std::memory_order_relaxed)).capacity() < capacity) rebuild(i, capacity);
+    }
+  }
+  // After such a load: shrinks every shard to what its entries would have grown it to, should the
+  // hint have been too high. Never grows a shard.
+  void trim() {
+    for (size_t i = 0; i < kShards; ++i) {
+      std::lock_guard guard(shards_[i].lock);
+      const size_t capacity = Table(tables_[i].load(std::memory_order_relaxed)).capacity();
+      const size_t fitting = grown_to(shards_[i].live.load(std::memory_order_relaxed));
+      if (capacity > fitting) rebuild(i, fitting);  // an empty shard has no table: never rebuilt
+    }
+  }
   size_t size() const {
     size_t n = 0;
     for (size_t i = 0; i < kShards; ++i) n += shards_[i].live.load(std::memory_order_relaxed);
@@ -257,6 +286,9 @@ class RcuTable {
   // A power of two with `entries` filling at most half of it (a table grows at three quarters).
   static size_t capacity_for(size_t entries) { return std::bit_ceil(std::max(kMinCapacity, entries * 2)); }
 
+  // What a shard grows to as `entries` arrive one by one: the smallest table they fill at most
+  // three quarters of (each rebuild on the way doubles it).
+  static size_t grown_to(size_t entries) { return std::bit_ceil(std::max(kMinCapacity, (entries * 4 + 2) / 3)); }
   static size_t first_empty(const Table& t, uint64_t hash) {
     size_t i = hash & t.mask;
     while (t.slots[i].load(std::memory_order_relaxed) != kEmpty) i = (i + 1) & t.mask;

@@ -184,13 +184,24 @@ asio::awaitable<bool> AccountService::commit(Account& account, Action action, Ac
   co_return co_await persist(account, std::move(change), std::move(settle));
 }
 
-void AccountService::adopt(AccountRecord&& record) {
-  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
-  const AccountRecord& r = account->record();
-  if (!index_->insert_id(account)) throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
-  if (!index_->reserve_email(r.email, account))
-    throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email.str() + " is held by another account too");
-  count(std::nullopt, r.state);
+void AccountService::adopt(std::span<AccountRecord> records) {
+  // Each insert waits for a slot line and a shard that are nowhere in the cache: fetching them
+  // for the whole batch first lets those waits overlap (docs/BENCHMARKS.md, "Warm-load: the
+  // index sized from the planner's estimate and filled a batch at a time").
+  constexpr size_t kBatch = 16;
+  if (records.size() > kBatch) throw std::logic_error("adopt: a batch of more than 16 records");
+  AccountIndex::Hashes hashes[kBatch];
+  for (size_t i = 0; i < records.size(); ++i) hashes[i] = index_->prefetch_insert(records[i].id, records[i].email);
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto account = std::make_shared<Account>(std::move(records[i]), Account::Presence::live);
+    const AccountRecord& r = account->record();
+    if (!index_->insert_id(account, hashes[i].id))
+      throw std::runtime_error("account " + r.id.to_string() + ": id loaded twice");
+    if (!index_->reserve_email(r.email, account, hashes[i].email))
+      throw std::runtime_error("account " + r.id.to_string() + ": email " + r.email.str() +
+                               " is held by another account too");
+    count(std::nullopt, r.state);
+  }
 }
 
 void AccountService::adopt_session(SessionRow&& row) {

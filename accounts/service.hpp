@@ -11,6 +11,7 @@
 #include <optional>
 #include <deque>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,7 +111,12 @@ class AccountService {
   // account, on a duplicate id or email. Then adopt_session() does the same for each stored
   // session, once every account is in: it throws, naming the session, when its account is not
   // loaded or its token digest is another session's too.
-  void adopt(AccountRecord&& record);
+  // expect_accounts() comes first with the number of accounts expected (a hint, 0 for none),
+  // accounts_adopted() once they are all in.
+  void expect_accounts(uint64_t accounts) { index_->reserve(accounts); }
+  void accounts_adopted() { index_->trim(); }
+  // adopt() takes the records a few at a time (up to 16), whose index slots it fetches at once.
+  void adopt(std::span<AccountRecord> records);
   void adopt_session(SessionRow&& row);
 
   // Replication (follow.cpp). A replica's accounts change only through apply(), on the follower's

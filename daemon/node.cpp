@@ -65,10 +65,12 @@ db::Lease::Events lease_events(const NodeParts& p) {
 void load(NodeParts& p) {
   auto started = std::chrono::steady_clock::now();
   db::LoadSinks sinks;
-  sinks.adopt = [&service = p.service](accounts::AccountRecord&& record) { service.adopt(std::move(record)); };
+  sinks.adopt = [&service = p.service](std::span<accounts::AccountRecord> records) { service.adopt(records); };
   sinks.adopt_session = [&service = p.service](accounts::SessionRow&& row) {
     service.adopt_session(std::move(row));
   };
+  sinks.expect_accounts = [&service = p.service](uint64_t accounts) { service.expect_accounts(accounts); };
+  sinks.accounts_adopted = [&service = p.service] { service.accounts_adopted(); };
   sinks.parser_scope = [] { return std::make_shared<accounts::IndexThread>(); };
   // The reader mostly waits for PostgreSQL; the parsers fill the index (lock-free, so they scale).
   sinks.parsers = std::max(1u, std::thread::hardware_concurrency());

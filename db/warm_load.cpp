@@ -3,12 +3,14 @@
 #include <libpq-fe.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -79,7 +81,8 @@ class ChunkQueue {
 };
 
 // Streams `copy` (a COPY ... TO STDOUT) on the calling thread and hands its rows, in chunks, to
-// `parsers` threads that call `take` on each. `read` is called on the calling thread for each row
+// `parsers` threads that call `take` on them, up to LoadSinks::kAdoptBatch rows at a time (a span
+// of string_views). `read` is called on the calling thread for each row
 // as it arrives (progress). Returns when every row was taken; rethrows the first exception any
 // thread raised, after every thread has stopped.
 template <class Take, class Read>
@@ -91,12 +94,16 @@ void stream_in_parallel(PGconn* c, const std::string& copy, const LoadSinks& sin
       try {
         auto scope = sinks.parser_scope();
         Chunk chunk;
+        std::array<std::string_view, LoadSinks::kAdoptBatch> lines;
         while (queue.pop(chunk)) {
           uint32_t begin = 0;
+          size_t n = 0;
           for (uint32_t end : chunk.ends) {
-            take(std::string_view(chunk.bytes).substr(begin, end - begin));
+            lines[n++] = std::string_view(chunk.bytes).substr(begin, end - begin);
             begin = end;
+            if (n == lines.size()) take(std::span(lines.data(), n)), n = 0;
           }
+          if (n > 0) take(std::span(lines.data(), n));
         }
       } catch (...) {
         queue.fail(std::current_exception());
@@ -158,10 +165,18 @@ class Reporter {
 uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSinks& sinks) {
   Connection c = connect(url, "warm-load cannot connect");
 
-  // The planner's estimates are free and good enough for showing progress (not for sizing anything:
-  // after a bulk insert without ANALYZE they can be far too low).
+  // The planner's estimates are free and good enough for showing progress and for sizing the
+  // index, which grows past a low one and gives back what a high one took. The accounts' is made
+  // the way the planner makes it (the rows per page of the last ANALYZE times the pages now), and
+  // never more rows than the table's bytes can hold at 128 bytes a row (no account row is that
+  // small), so that a wrong pg_class cannot make the index reserve memory for rows that are not
+  // there; the sessions', only for progress, is the last ANALYZE's count, which needs no lock on the table
+  // (pg_relation_size would wait behind one that the sessions' COPY waits for anyway, and the
+  // progress would then show nothing). 0 when a table was never analyzed.
   auto estimate = exec(c.get(),
-                       "SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'accounts'::regclass),"
+                       "SELECT (SELECT CASE WHEN reltuples > 0 AND relpages > 0 THEN least(reltuples / relpages * "
+                       "pg_relation_size(oid) / current_setting('block_size')::int, pg_relation_size(oid) / 128)::bigint"
+                       " ELSE 0 END FROM pg_class WHERE oid = 'accounts'::regclass),"
                        " (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'sessions'::regclass)",
                        PGRES_TUPLES_OK);
   auto estimated = [&estimate](int column) -> uint64_t {
@@ -178,16 +193,24 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
   progress.position = PQntuples(position.get()) == 1 ? std::stoull(PQgetvalue(position.get(), 0, 0)) : 0;
 
   Reporter accounts("accounts", progress.expected);
+  if (sinks.expect_accounts) sinks.expect_accounts(progress.expected);
   stream_in_parallel(
       c.get(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", sinks,
-      [&sinks](std::string_view line) { sinks.adopt(parse_copy_line(line)); },
+      [&sinks](std::span<const std::string_view> lines) {
+        std::array<accounts::AccountRecord, LoadSinks::kAdoptBatch> records;
+        for (size_t i = 0; i < lines.size(); ++i) records[i] = parse_copy_line(lines[i]);
+        sinks.adopt(std::span(records.data(), lines.size()));
+      },
       [&] { accounts.row(progress.rows.fetch_add(1, std::memory_order_relaxed) + 1); });
+  if (sinks.accounts_adopted) sinks.accounts_adopted();
   // Sessions only once every account is in: each one is attached to its account.
   progress.loading_sessions = true;
   Reporter sessions("sessions", progress.expected_sessions);
   stream_in_parallel(
       c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", sinks,
-      [&sinks](std::string_view line) { sinks.adopt_session(parse_session_line(line)); },
+      [&sinks](std::span<const std::string_view> lines) {
+        for (auto line : lines) sinks.adopt_session(parse_session_line(line));
+      },
       [&] { sessions.row(progress.sessions.fetch_add(1, std::memory_order_relaxed) + 1); });
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);
 

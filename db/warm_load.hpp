@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 
 #include "accounts/record.hpp"
@@ -22,10 +23,16 @@ struct LoadProgress {
 
 // Where the rows go.
 struct LoadSinks {
-  // Called from `parsers` threads at once, in no particular order: must be thread-safe.
-  std::function<void(accounts::AccountRecord&&)> adopt;
+  // Called from `parsers` threads at once, in no particular order: must be thread-safe. The
+  // records come a few at a time (up to kAdoptBatch).
+  static constexpr size_t kAdoptBatch = 16;
+  std::function<void(std::span<accounts::AccountRecord>)> adopt;
   // The same for sessions, once every account was adopted.
   std::function<void(accounts::SessionRow&&)> adopt_session;
+  // Before the accounts, with the number expected (the planner's estimate, 0 when it has none),
+  // and after the last one was adopted: for sizing what they go into. May be empty.
+  std::function<void(uint64_t)> expect_accounts;
+  std::function<void()> accounts_adopted;
   // Runs at the start of each parser thread and holds what the thread needs (e.g. its attachment
   // to the index) until the thread ends.
   std::function<std::shared_ptr<void>()> parser_scope = [] { return std::shared_ptr<void>(); };

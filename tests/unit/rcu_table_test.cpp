@@ -147,6 +147,57 @@ TEST_CASE("rcu table: taking keys in and out forever keeps the table small", "[i
   rcu::barrier();
 }
 
+// The warm-load's hint: reserve() sizes the shards as growing would have, so that no entry is
+// moved on the way (a rebuild is the only caller of the table's hash of an entry, counted here),
+// and trim() gives back what a hint too high took. A hint too low only means growing as usual.
+TEST_CASE("rcu table: a reserved table takes its entries without a rebuild, and trim undoes a hint too high", "[index][rcu]") {
+  IndexRuntime runtime;
+  struct CountingHash {
+    size_t* rehashed;
+    uint64_t operator()(uint64_t key) const { return mixed(key); }
+    uint64_t operator()(const Item& item) const { return ++*rehashed, mixed(item.key); }
+  };
+  using Counted = RcuTable<Item, CountingHash>;
+  constexpr uint64_t kEntries = 300000;
+  auto fill = [](Counted& t, const CountingHash& h) {
+    for (uint64_t k = 0; k < kEntries; ++k) REQUIRE(t.insert(new Item{k}, h(k), is(k)));
+  };
+  auto all_found = [](const Counted& t, const CountingHash& h) {
+    rcu::ReadLock reading;
+    for (uint64_t k = 0; k < kEntries; ++k)
+      if (t.find(h(k), is(k)) == nullptr) return false;
+    return true;
+  };
+  auto empty_all = [](Counted& t) { t.for_each([](Item& item) { delete &item; }); };
+
+  size_t grown_rehashed = 0;
+  CountingHash grown_hash{&grown_rehashed};
+  Counted grown(grown_hash);
+  fill(grown, grown_hash);
+  CHECK(grown_rehashed > kEntries / 2);  // growing moves entries
+
+  for (uint64_t hint : {kEntries, kEntries * 10, kEntries / 10}) {
+    INFO("hint " << hint);
+    size_t rehashed = 0;
+    CountingHash h{&rehashed};
+    Counted t(h);
+    t.reserve(hint);
+    fill(t, h);
+    if (hint == kEntries) {
+      CHECK(rehashed == 0);
+      CHECK(t.slots() == grown.slots());
+    }
+    if (hint > kEntries) CHECK(t.slots() > grown.slots());
+    t.trim();
+    CHECK(t.slots() == grown.slots());
+    CHECK(t.size() == kEntries);
+    CHECK(all_found(t, h));
+    empty_all(t);
+  }
+  empty_all(grown);
+  rcu::barrier();
+}
+
 TEST_CASE("rcu table: readers find every key that stays while others grow and shrink the shards", "[index][rcu]") {
   IndexRuntime runtime;
   ItemHash h;
