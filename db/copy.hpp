@@ -18,5 +18,8 @@ Connection connect(const std::string& url, const char* what);
 Result exec(PGconn* c, const char* sql, ExecStatusType expected, const char* what);
 // Streams `COPY ... TO STDOUT`, calling `row` with each line (without its LF).
 void copy_out(PGconn* c, const std::string& sql, const std::function<void(std::string_view)>& row);
+// The same for `COPY ... TO STDOUT (FORMAT binary)`: checks the stream's header and trailer and
+// calls `tuple` with each row's bytes, from its field count on.
+void copy_out_binary(PGconn* c, const std::string& sql, const std::function<void(std::string_view)>& tuple);
 
 }  // namespace db

@@ -202,7 +202,8 @@ void Follower::reload(Link& link) {
   unit.full = true;
   unit.position = read_head(link);
   try {
-    copy_out(link.c(), std::string("COPY accounts (") + kColumns + ") TO STDOUT", rows_into(unit.records, parse_copy_line));
+    copy_out_binary(link.c(), std::string("COPY accounts (") + kColumns + ") TO STDOUT (FORMAT binary)",
+                    rows_into(unit.records, parse_copy_tuple));
     copy_out(link.c(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT",
              rows_into(unit.sessions, parse_session_line));
   } catch (const ApplyFailed& e) {

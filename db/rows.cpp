@@ -1,6 +1,8 @@
 #include "db/rows.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <charconv>
 #include <optional>
 #include <stdexcept>
@@ -141,6 +143,52 @@ std::string format_copy_line(const accounts::AccountRecord& r) {
   return line;
 }
 
+namespace {
+
+// An account row's columns, whichever COPY format they came in: the text ones unescaped (or views
+// into the row where nothing needed it), the numbers parsed.
+struct AccountColumns {
+  accounts::Uuid id;
+  std::string_view email, state, hash, confirm_digest, reset_digest;
+  int64_t created_ms = 0, updated_ms = 0, confirmed_ms = 0, version = 0, confirm_expires_ms = 0, reset_expires_ms = 0;
+};
+
+// The checks every account row goes through, in either format, and the record they make.
+accounts::AccountRecord account_from(const AccountColumns& c) {
+  accounts::AccountRecord r;
+  r.id = c.id;
+  const auto id_text = r.id.text();  // names the account in messages, without an allocation
+  const std::string_view id = id_text.view();
+  auto name = [id] { return "account " + std::string(id); };
+
+  r.email = c.email;
+  auto checked = accounts::check_email(r.email);
+  if (!checked.normalized) throw std::runtime_error(name() + ": email is invalid: " + checked.problem);
+  if (*checked.normalized != r.email) throw std::runtime_error(name() + ": email is not normalized (lower case)");
+
+  auto state = accounts::parse_state(c.state);
+  if (!state) throw std::runtime_error(name() + ": unknown state '" + std::string(c.state) + "'");
+  r.state = *state;
+
+  std::string problem;
+  auto stored = accounts::PasswordHash::checked(c.hash, problem);
+  if (!stored) throw std::runtime_error(name() + ": password_hash: " + problem);
+  r.password_hash = std::move(*stored);
+
+  r.created_ms = c.created_ms;
+  r.updated_ms = c.updated_ms;
+  r.confirmed_ms = c.confirmed_ms;
+  if (c.version < 1) throw std::runtime_error(name() + ": version must be 1 or more");
+  r.version = static_cast<uint64_t>(c.version);
+  r.confirm = token(c.confirm_digest, c.confirm_expires_ms, "confirm_digest", id);
+  r.reset = token(c.reset_digest, c.reset_expires_ms, "reset_digest", id);
+  if (r.state == accounts::State::active && r.confirmed_ms == 0)
+    throw std::runtime_error(name() + ": active but never confirmed (confirmed_ms = 0)");
+  return r;
+}
+
+}  // namespace
+
 // One row of the warm-load: a million of them for a million accounts, so nothing here allocates
 // but what the record keeps (and the messages of a row that stops the start).
 accounts::AccountRecord parse_copy_line(std::string_view line) {
@@ -148,43 +196,104 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   if (fields.count != 12)
     throw std::runtime_error("account " + std::string(fields[0]) + ": expected 12 columns, found " +
                              std::to_string(fields.count));
-
-  accounts::AccountRecord r;
+  AccountColumns c;
   auto uuid = accounts::Uuid::parse(fields[0]);
   if (!uuid) throw std::runtime_error("account " + std::string(fields[0]) + ": id is not a UUID");
-  r.id = *uuid;
-  const auto id_text = r.id.text();  // names the account in messages, without an allocation
+  c.id = *uuid;
+  const auto id_text = c.id.text();
   const std::string_view id = id_text.view();
-  auto name = [id] { return "account " + std::string(id); };
+  // Only a field with escapes is copied (a valid row has none: emails and hashes never hold a
+  // backslash or a control character).
+  std::string escaped[3];
+  auto text = [&escaped](std::string_view field, int slot) -> std::string_view {
+    if (field.find('\\') == std::string_view::npos) return field;
+    return escaped[slot] = unescape(field);
+  };
+  c.email = text(fields[1], 0);
+  c.state = text(fields[2], 1);
+  c.hash = text(fields[3], 2);
+  c.created_ms = number(fields[4], "created_ms", id);
+  c.updated_ms = number(fields[5], "updated_ms", id);
+  c.confirmed_ms = number(fields[6], "confirmed_ms", id);
+  c.version = number(fields[7], "version", id);
+  c.confirm_digest = fields[8];
+  c.confirm_expires_ms = number(fields[9], "confirm_expires_ms", id);
+  c.reset_digest = fields[10];
+  c.reset_expires_ms = number(fields[11], "reset_expires_ms", id);
+  return account_from(c);
+}
 
-  r.email = unescape(fields[1]);
-  auto checked = accounts::check_email(r.email);
-  if (!checked.normalized) throw std::runtime_error(name() + ": email is invalid: " + checked.problem);
-  if (*checked.normalized != r.email) throw std::runtime_error(name() + ": email is not normalized (lower case)");
+namespace {
 
-  auto state = accounts::parse_state(fields[2]);
-  if (!state) throw std::runtime_error(name() + ": unknown state '" + unescape(fields[2]) + "'");
-  r.state = *state;
+// A tuple of COPY's binary format, read field by field: a 16-bit field count, then for each field
+// a 32-bit length (-1 for NULL) and that many bytes, all integers in network order.
+class Tuple {
+ public:
+  explicit Tuple(std::string_view bytes) : bytes_(bytes) {}
+  bool has(size_t n) const { return bytes_.size() - at_ >= n; }
+  int16_t count() {
+    if (!has(2)) return -1;
+    uint16_t v = static_cast<uint16_t>((byte(0) << 8) | byte(1));
+    at_ += 2;
+    return static_cast<int16_t>(v);
+  }
+  // The next field's bytes, or nothing when it is NULL or runs past the tuple.
+  std::optional<std::string_view> field() {
+    if (!has(4)) return std::nullopt;
+    uint32_t length = (uint32_t{byte(0)} << 24) | (uint32_t{byte(1)} << 16) | (uint32_t{byte(2)} << 8) | byte(3);
+    at_ += 4;
+    if (length == 0xffffffff || !has(length)) return std::nullopt;
+    std::string_view out = bytes_.substr(at_, length);
+    at_ += length;
+    return out;
+  }
+  bool done() const { return at_ == bytes_.size(); }
 
-  std::string escaped_hash;  // only when the field has escapes (a valid hash has none)
-  std::string_view hash = fields[3];
-  if (hash.find('\\') != std::string_view::npos) hash = escaped_hash = unescape(hash);
-  std::string problem;
-  auto stored = accounts::PasswordHash::checked(hash, problem);
-  if (!stored) throw std::runtime_error(name() + ": password_hash: " + problem);
-  r.password_hash = std::move(*stored);
+ private:
+  uint8_t byte(size_t i) const { return static_cast<uint8_t>(bytes_[at_ + i]); }
+  std::string_view bytes_;
+  size_t at_ = 0;
+};
 
-  r.created_ms = number(fields[4], "created_ms", id);
-  r.updated_ms = number(fields[5], "updated_ms", id);
-  r.confirmed_ms = number(fields[6], "confirmed_ms", id);
-  int64_t version = number(fields[7], "version", id);
-  if (version < 1) throw std::runtime_error(name() + ": version must be 1 or more");
-  r.version = static_cast<uint64_t>(version);
-  r.confirm = token(fields[8], number(fields[9], "confirm_expires_ms", id), "confirm_digest", id);
-  r.reset = token(fields[10], number(fields[11], "reset_expires_ms", id), "reset_digest", id);
-  if (r.state == accounts::State::active && r.confirmed_ms == 0)
-    throw std::runtime_error(name() + ": active but never confirmed (confirmed_ms = 0)");
-  return r;
+int64_t big_endian64(std::string_view field) {
+  uint64_t v = 0;
+  for (char c : field) v = (v << 8) | static_cast<uint8_t>(c);
+  return static_cast<int64_t>(v);
+}
+
+}  // namespace
+
+accounts::AccountRecord parse_copy_tuple(std::string_view tuple) {
+  Tuple t(tuple);
+  int16_t count = t.count();
+  if (count != 12)
+    throw std::runtime_error("account row: expected 12 columns, found " + std::to_string(count));
+  std::optional<std::string_view> f[12];
+  for (auto& field : f) field = t.field();
+  auto raw_id = f[0];
+  if (!raw_id || raw_id->size() != 16) throw std::runtime_error("account row: id is not a UUID");
+  AccountColumns c;
+  std::memcpy(c.id.bytes.data(), raw_id->data(), 16);
+  const auto id_text = c.id.text();
+  const std::string_view id = id_text.view();
+  if (!t.done() || std::any_of(std::begin(f), std::end(f), [](const auto& v) { return !v; }))
+    throw std::runtime_error("account " + std::string(id) + ": a column is NULL or the row is cut short");
+  auto integer = [&id](std::string_view field, const char* column) {
+    if (field.size() != 8) throw std::runtime_error("account " + std::string(id) + ": column " + column + " is not an integer");
+    return big_endian64(field);
+  };
+  c.email = *f[1];
+  c.state = *f[2];
+  c.hash = *f[3];
+  c.created_ms = integer(*f[4], "created_ms");
+  c.updated_ms = integer(*f[5], "updated_ms");
+  c.confirmed_ms = integer(*f[6], "confirmed_ms");
+  c.version = integer(*f[7], "version");
+  c.confirm_digest = *f[8];
+  c.confirm_expires_ms = integer(*f[9], "confirm_expires_ms");
+  c.reset_digest = *f[10];
+  c.reset_expires_ms = integer(*f[11], "reset_expires_ms");
+  return account_from(c);
 }
 
 // The same for sessions, which may be several per account.

@@ -1,4 +1,4 @@
-// The warm-load's COPY row parser: a row from the database is either a valid account or refused
+// The COPY row parsers, text and binary: a row from the database is either a valid account or refused
 // with std::runtime_error (naming the row); it never crashes, and an accepted row is consistent.
 #include <cstddef>
 #include <cstdint>
@@ -9,14 +9,25 @@
 #include "accounts/email.hpp"
 #include "db/rows.hpp"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::string_view line(reinterpret_cast<const char*>(data), size);
+namespace {
+
+template <class Parse>
+void check(Parse parse, std::string_view row) {
   try {
-    accounts::AccountRecord r = db::parse_copy_line(line);
+    accounts::AccountRecord r = parse(row);
     auto checked = accounts::check_email(r.email);
     if (!checked.normalized || *checked.normalized != r.email) std::abort();
     if (r.version == 0) std::abort();
   } catch (const std::runtime_error&) {
   }
+}
+
+}  // namespace
+
+// Each input is read as a text row and as a binary tuple (the warm-load's format).
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view row(reinterpret_cast<const char*>(data), size);
+  check(db::parse_copy_line, row);
+  check(db::parse_copy_tuple, row);
   return 0;
 }
