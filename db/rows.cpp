@@ -202,8 +202,7 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   c.id = *uuid;
   const auto id_text = c.id.text();
   const std::string_view id = id_text.view();
-  // Only a field with escapes is copied (a valid row has none: emails and hashes never hold a
-  // backslash or a control character).
+  // Only a field with escapes is copied (rare: a valid hash never has one, an address seldom).
   std::string escaped[3];
   auto text = [&escaped](std::string_view field, int slot) -> std::string_view {
     if (field.find('\\') == std::string_view::npos) return field;

@@ -168,13 +168,15 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
   Connection c = connect(url, "warm-load cannot connect");
 
   // The planner's estimates are free and good enough for showing progress and for sizing the
-  // index, which grows past a low one and gives back what a high one took. The accounts' is made
-  // the way the planner makes it (the rows per page of the last ANALYZE times the pages now), and
-  // never more rows than the table's bytes can hold at 128 bytes a row (no account row is that
-  // small), so that a wrong pg_class cannot make the index reserve memory for rows that are not
-  // there; the sessions', only for progress, is the last ANALYZE's count, which needs no lock on the table
-  // (pg_relation_size would wait behind one that the sessions' COPY waits for anyway, and the
-  // progress would then show nothing). 0 when a table was never analyzed.
+  // index, which grows past a low one and gives back what a high one took. 0 when a table was
+  // never analyzed.
+  // - The accounts': made the way the planner makes it (the rows per page of the last ANALYZE
+  //   times the pages now), and never more rows than the table's bytes hold at 128 bytes a row
+  //   (no account row is that small), so that a wrong pg_class cannot make the index reserve
+  //   memory for rows that are not there.
+  // - The sessions', only for progress: the last ANALYZE's count, which needs no lock on the
+  //   table (pg_relation_size would wait behind a lock that the sessions' COPY waits for anyway,
+  //   and the progress would show nothing meanwhile).
   auto estimate = exec(c.get(),
                        "SELECT (SELECT CASE WHEN reltuples > 0 AND relpages > 0 THEN least(reltuples / relpages * "
                        "pg_relation_size(oid) / current_setting('block_size')::int, pg_relation_size(oid) / 128)::bigint"
