@@ -1,5 +1,7 @@
 #include "db/copy.hpp"
 
+#include "db/rows.hpp"
+
 #include <stdexcept>
 
 namespace db {
@@ -53,11 +55,7 @@ void copy_out_binary(PGconn* c, const std::string& sql, const std::function<void
     if (header) {
       if (message.size() < kSignature.size() + 8 || message.substr(0, kSignature.size()) != kSignature)
         throw std::runtime_error("COPY failed: not a binary COPY header");
-      auto u32 = [&message](size_t at) {
-        return (uint32_t{static_cast<uint8_t>(message[at])} << 24) | (uint32_t{static_cast<uint8_t>(message[at + 1])} << 16) |
-               (uint32_t{static_cast<uint8_t>(message[at + 2])} << 8) | static_cast<uint8_t>(message[at + 3]);
-      };
-      const size_t skip = kSignature.size() + 8 + size_t{u32(kSignature.size() + 4)};  // flags, extension
+      const size_t skip = kSignature.size() + 8 + big_endian(message.substr(kSignature.size() + 4, 4));  // flags, extension
       if (message.size() < skip) throw std::runtime_error("COPY failed: binary header cut short");
       message.remove_prefix(skip);
       header = false;

@@ -232,14 +232,14 @@ class Tuple {
   bool has(size_t n) const { return bytes_.size() - at_ >= n; }
   int16_t count() {
     if (!has(2)) return -1;
-    uint16_t v = static_cast<uint16_t>((byte(0) << 8) | byte(1));
+    auto v = static_cast<int16_t>(big_endian(bytes_.substr(at_, 2)));
     at_ += 2;
-    return static_cast<int16_t>(v);
+    return v;
   }
   // The next field's bytes, or nothing when it is NULL or runs past the tuple.
   std::optional<std::string_view> field() {
     if (!has(4)) return std::nullopt;
-    uint32_t length = (uint32_t{byte(0)} << 24) | (uint32_t{byte(1)} << 16) | (uint32_t{byte(2)} << 8) | byte(3);
+    const uint64_t length = big_endian(bytes_.substr(at_, 4));
     at_ += 4;
     if (length == 0xffffffff || !has(length)) return std::nullopt;
     std::string_view out = bytes_.substr(at_, length);
@@ -249,16 +249,9 @@ class Tuple {
   bool done() const { return at_ == bytes_.size(); }
 
  private:
-  uint8_t byte(size_t i) const { return static_cast<uint8_t>(bytes_[at_ + i]); }
   std::string_view bytes_;
   size_t at_ = 0;
 };
-
-int64_t big_endian64(std::string_view field) {
-  uint64_t v = 0;
-  for (char c : field) v = (v << 8) | static_cast<uint8_t>(c);
-  return static_cast<int64_t>(v);
-}
 
 }  // namespace
 
@@ -279,7 +272,7 @@ accounts::AccountRecord parse_copy_tuple(std::string_view tuple) {
     throw std::runtime_error("account " + std::string(id) + ": a column is NULL or the row is cut short");
   auto integer = [&id](std::string_view field, const char* column) {
     if (field.size() != 8) throw std::runtime_error("account " + std::string(id) + ": column " + column + " is not an integer");
-    return big_endian64(field);
+    return static_cast<int64_t>(big_endian(field));
   };
   c.email = *f[1];
   c.state = *f[2];

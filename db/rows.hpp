@@ -1,6 +1,7 @@
 #pragma once
 // An account as a row of the accounts table, as the warm-load reads it back from COPY. Reading
 // checks every invariant and names the row when one breaks.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,14 @@ std::string format_copy_line(const accounts::AccountRecord& record);
 // Parses one line of `COPY accounts TO STDOUT` (text format, no trailing LF). Throws
 // std::runtime_error naming the row's id (when it has one) if the row breaks an invariant.
 accounts::AccountRecord parse_copy_line(std::string_view line);
+
+// An unsigned integer in network byte order, as COPY's binary format writes its counts, lengths
+// and bigints: `bytes` are its 2, 4 or 8 bytes.
+inline uint64_t big_endian(std::string_view bytes) {
+  uint64_t v = 0;
+  for (char c : bytes) v = (v << 8) | static_cast<uint8_t>(c);
+  return v;
+}
 
 // The same for one tuple of `COPY accounts TO STDOUT (FORMAT binary)` (its field count, then each
 // field's length and bytes), with the same checks and messages; the warm-load reads this format,
