@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <array>
+
 namespace accounts {
 
 Uuid Uuid::v7(int64_t unix_ms) {
@@ -14,27 +16,34 @@ Uuid Uuid::v7(int64_t unix_ms) {
   return id;
 }
 
+namespace {
+// Each byte's value as a hex digit, or -1: one load a digit instead of three range tests (the
+// range tests were 7% of a GET's samples at pipeline depth 16).
+constexpr auto kHexValue = [] {
+  std::array<int8_t, 256> table{};
+  table.fill(-1);
+  for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<int8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) table[c] = static_cast<int8_t>(c - 'A' + 10);
+  return table;
+}();
+}  // namespace
+
 std::optional<Uuid> Uuid::parse(std::string_view text) {
-  if (text.size() != 36) return std::nullopt;
+  if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
+    return std::nullopt;
   Uuid id;
-  size_t out = 0;
-  for (size_t i = 0; i < text.size();) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (text[i++] != '-') return std::nullopt;
-      continue;
-    }
-    int value = 0;
-    for (int k = 0; k < 2; ++k) {
-      char c = text[i++];
-      int nibble;
-      if (c >= '0' && c <= '9') nibble = c - '0';
-      else if (c >= 'a' && c <= 'f') nibble = c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') nibble = c - 'A' + 10;
-      else return std::nullopt;
-      value = value * 16 + nibble;
-    }
-    id.bytes[out++] = static_cast<uint8_t>(value);
+  int bad = 0;  // any -1 among the digits, tested once at the end
+  size_t i = 0;
+  for (uint8_t& byte : id.bytes) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) ++i;
+    int high = kHexValue[static_cast<unsigned char>(text[i])];
+    int low = kHexValue[static_cast<unsigned char>(text[i + 1])];
+    bad |= high | low;
+    byte = static_cast<uint8_t>(high << 4 | (low & 0x0f));
+    i += 2;
   }
+  if (bad < 0) return std::nullopt;
   return id;
 }
 

@@ -1,5 +1,7 @@
 #include "protocol/reply.hpp"
 
+#include "protocol/scan.hpp"
+
 namespace protocol {
 
 Reply Reply::ok() {
@@ -34,13 +36,8 @@ Reply& Reply::field(std::string_view key, std::string_view value) {
 }
 
 namespace {
-// One pass over the value (find_first_of with a set calls memchr once per byte: the read path's
-// profile showed it at 9%).
 bool needs_quotes(std::string_view value) {
-  if (value.empty()) return true;
-  for (char c : value)
-    if (c == ' ' || c == '\t' || c == '"' || c == '\\' || c == '=') return true;
-  return false;
+  return value.empty() || scan::find_first_of<' ', '\t', '"', '\\', '='>(value) != value.size();
 }
 }  // namespace
 

@@ -1,5 +1,7 @@
 #include "protocol/tokenizer.hpp"
 
+#include "protocol/scan.hpp"
+
 namespace protocol {
 namespace {
 
@@ -53,10 +55,12 @@ std::optional<std::string> tokenize(std::string_view line, std::vector<std::stri
     args.resize(result ? 0 : used);
     return result;
   };
-  for (char c : line) {
-    if (is_control(c)) return finish("control byte in request");
+  if (!scan::printable_ascii(line)) {
+    for (char c : line) {
+      if (is_control(c)) return finish("control byte in request");
+    }
+    if (!is_valid_utf8(line)) return finish("request is not valid UTF-8");
   }
-  if (!is_valid_utf8(line)) return finish("request is not valid UTF-8");
 
   size_t i = 0;
   while (true) {
@@ -66,10 +70,8 @@ std::optional<std::string> tokenize(std::string_view line, std::vector<std::stri
     std::string& arg = next_arg();
     if (line[i] != '"') {
       size_t start = i;
-      while (i < line.size() && !is_separator(line[i])) {
-        if (line[i] == '"') return finish("quote inside an unquoted argument");
-        ++i;
-      }
+      i = scan::find_first_of<' ', '\t', '"'>(line, i);
+      if (i < line.size() && line[i] == '"') return finish("quote inside an unquoted argument");
       arg.assign(line.data() + start, i - start);
       continue;
     }
@@ -77,18 +79,18 @@ std::optional<std::string> tokenize(std::string_view line, std::vector<std::stri
     ++i;  // opening quote
     bool closed = false;
     while (i < line.size()) {
-      char c = line[i++];
-      if (c == '"') {
+      size_t run = scan::find_first_of<'"', '\\'>(line, i);
+      arg.append(line.data() + i, run - i);
+      i = run;
+      if (i == line.size()) break;
+      if (line[i++] == '"') {
         closed = true;
         break;
       }
-      if (c == '\\') {
-        if (i == line.size()) break;
-        char escaped = line[i++];
-        if (escaped != '"' && escaped != '\\') return finish("unknown escape in quoted argument");
-        c = escaped;
-      }
-      arg += c;
+      if (i == line.size()) break;  // a backslash at the end
+      char escaped = line[i++];
+      if (escaped != '"' && escaped != '\\') return finish("unknown escape in quoted argument");
+      arg += escaped;
     }
     if (!closed) return finish("unterminated quote");
     if (i < line.size() && !is_separator(line[i])) return finish("text after closing quote");

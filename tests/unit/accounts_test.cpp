@@ -1,10 +1,12 @@
 // accounts/: emails, ids, tokens, the state machine's whole table and the index under races.
 #include <catch2/catch.hpp>
+
 #include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/strand.hpp>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -69,6 +71,25 @@ TEST_CASE("UUIDv7: canonical text, version and variant bits, time order, parsing
   CHECK_FALSE(Uuid::parse("01a20cc1-7344-7dae-aa15-339ece76400"));
   CHECK_FALSE(Uuid::parse("01a20cc1x7344-7dae-aa15-339ece76400d"));
   CHECK_FALSE(Uuid::parse("g1a20cc1-7344-7dae-aa15-339ece76400d"));
+  // Every byte value in every position: a hex digit where a digit belongs, a dash where a dash
+  // does, and nothing else is accepted; what is accepted reads back as itself, in lower case.
+  const std::string good = "0123abcd-ef45-6789-ABCD-ef0123456789";
+  for (size_t at = 0; at < good.size(); ++at) {
+    bool dash = at == 8 || at == 13 || at == 18 || at == 23;
+    for (int byte = 0; byte < 256; ++byte) {
+      std::string probe = good;
+      probe[at] = static_cast<char>(byte);
+      bool hex = std::isxdigit(byte) != 0;
+      auto parsed = Uuid::parse(probe);
+      INFO("byte " << byte << " at " << at);
+      REQUIRE(parsed.has_value() == (dash ? byte == '-' : hex));
+      if (parsed) {
+        std::string lower = probe;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        REQUIRE(parsed->to_string() == lower);
+      }
+    }
+  }
   std::set<std::string> seen;
   for (int i = 0; i < 10000; ++i) seen.insert(Uuid::v7(1).to_string());
   CHECK(seen.size() == 10000);  // same millisecond, still unique

@@ -4,6 +4,7 @@
 #include "protocol/command_table.hpp"
 #include "protocol/framer.hpp"
 #include "protocol/reply.hpp"
+#include "protocol/scan.hpp"
 #include "protocol/tokenizer.hpp"
 
 using namespace protocol;
@@ -77,6 +78,55 @@ TEST_CASE("UTF-8 validation", "[tokenizer]") {
   CHECK_FALSE(is_valid_utf8("\x80"));                      // lone continuation
 }
 
+TEST_CASE("scans: sixteen bytes at a time answer what the one-byte loop answers", "[tokenizer]") {
+  // Every length up to three blocks and a tail, every position, and every byte value there: the
+  // block path, the tail path and the seam between them.
+  for (size_t length = 0; length <= 50; ++length) {
+    for (size_t at = 0; at < length; ++at) {
+      for (int byte = 0; byte < 256; ++byte) {
+        std::string text(length, 'a');
+        text[at] = static_cast<char>(byte);
+        INFO("length " << length << ", byte " << byte << " at " << at);
+        for (size_t from : {size_t{0}, at, at + 1}) {
+          size_t expected = from;
+          while (expected < text.size() && std::string_view(" \t\"").find(text[expected]) == std::string_view::npos)
+            ++expected;
+          REQUIRE(scan::find_first_of<' ', '\t', '"'>(text, from) == expected);
+        }
+        bool printable = byte == '\t' || (byte >= 0x20 && byte <= 0x7e);
+        REQUIRE(scan::printable_ascii(text) == printable);
+      }
+    }
+  }
+  for (size_t length = 2; length <= 50; ++length)  // two hits: the first is the one found
+    for (size_t at = 0; at < length; ++at)
+      for (size_t later = at + 1; later < length; ++later) {
+        std::string text(length, 'a');
+        text[at] = '\t';
+        text[later] = '"';
+        REQUIRE(scan::find_first_of<' ', '\t', '"'>(text) == at);
+        REQUIRE(scan::find_first_of<' ', '\t', '"'>(text, at + 1) == later);
+      }
+  CHECK(scan::find_first_of<'='>("", 0) == 0);
+  CHECK(scan::printable_ascii(""));
+}
+
+TEST_CASE("tokenizer: a long line with a byte to refuse anywhere is refused for it", "[tokenizer]") {
+  std::string line = "REGISTER " + std::string(40, 'x') + " " + std::string(40, 'y');
+  for (size_t at = 0; at < line.size(); ++at) {
+    std::string bad = line;
+    bad[at] = '\x01';
+    CHECK(malformed(bad) == "control byte in request");
+    bad[at] = '\xff';
+    CHECK(malformed(bad) == "request is not valid UTF-8");
+  }
+  CHECK(tokens(line).size() == 3);
+  // A quote after sixteen bytes of an unquoted argument, and escapes past the first block.
+  CHECK(malformed("GET " + std::string(20, 'k') + "\"") == "quote inside an unquoted argument");
+  CHECK(tokens("SET \"" + std::string(20, 'v') + "\\\"" + std::string(20, 'w') + "\\\\\"")[1] ==
+        std::string(20, 'v') + "\"" + std::string(20, 'w') + "\\");
+}
+
 TEST_CASE("replies: OK with fields, quoting when needed, ERR with code and message", "[reply]") {
   CHECK(Reply::ok().line() == "OK");
   CHECK(Reply::ok("pong").line() == "OK pong");
@@ -87,6 +137,11 @@ TEST_CASE("replies: OK with fields, quoting when needed, ERR with code and messa
   CHECK(Reply::ok().field("v", "say \"x\"").line() == R"(OK v="say \"x\"")");
   CHECK(Reply::ok().field("v", "back\\slash").line() == R"(OK v="back\\slash")");
   CHECK(Reply::ok().field("v", "tab\there").line() == "OK v=\"tab\there\"");
+  for (char special : std::string_view(" \t\"\\=")) {  // found past the first sixteen bytes too
+    std::string value = std::string(37, 'a') + special;
+    CHECK(Reply::ok().field("v", value).line().starts_with("OK v=\"aaaa"));
+  }
+  CHECK(Reply::ok().field("v", std::string(37, 'a')).line() == "OK v=" + std::string(37, 'a'));
   auto e = Reply::error(Error::not_found, "no such account");
   CHECK(e.line() == "ERR NOT_FOUND no such account");
   CHECK_FALSE(e.is_ok());
