@@ -136,6 +136,12 @@ TEST_CASE("LOGIN_SESSION opens a session, WHOAMI answers the account, SESSIONS n
   // One code for every token that does not work; BAD_REQUEST only for what cannot be a token.
   CHECK(starts_with(c.call("WHOAMI " + std::string(43, 'A')), "ERR INVALID_SESSION "));
   CHECK(starts_with(c.call("WHOAMI not-a-token"), "ERR BAD_REQUEST "));
+  for (char outside : std::string_view("+/=.~:@`[{"))  // next to the alphabet's ranges, and base64's own
+    for (size_t at : {size_t{0}, size_t{21}, size_t{42}}) {
+      std::string token(43, 'z');
+      token[at] = outside;
+      CHECK(starts_with(c.call("WHOAMI " + token), "ERR BAD_REQUEST "));
+    }
   CHECK(starts_with(c.call("LOGIN_SESSION owner@example.com wrong-password"), "ERR INVALID_CREDENTIALS "));
   CHECK(starts_with(c.call("LOGIN_SESSION nobody@example.com owner-password"), "ERR INVALID_CREDENTIALS "));
   CHECK(starts_with(c.call("LOGIN_SESSION owner@example.com owner-password 1.2.3.4 " + std::string(129, 'l')),
