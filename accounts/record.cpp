@@ -1,6 +1,9 @@
 #include "accounts/record.hpp"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <cstdio>
 #include <ctime>
@@ -31,25 +34,40 @@ int64_t now_ms() {
 // digits by hand, no gmtime_r and no snprintf (the read path's profile showed both).
 TimeText time_text(int64_t unix_ms) {
   using namespace std::chrono;
-  auto ms = sys_time<milliseconds>(milliseconds(unix_ms));
-  auto day = floor<days>(ms);
-  year_month_day date{day};
-  hh_mm_ss<milliseconds> time{ms - day};
-  int y = static_cast<int>(date.year());
-  if (y < 0 || y > 9999) y = y < 0 ? 0 : 9999;  // outside RFC 3339; clamp rather than overflow
+  constexpr int64_t kDayMs = 86'400'000;
+  // RFC 3339 has years 0000 to 9999: a time outside shows as the nearest end, and the arithmetic
+  // below cannot overflow.
+  unix_ms = std::clamp<int64_t>(unix_ms, -62'167'219'200'000, 253'402'300'799'999);
+  int64_t day = unix_ms / kDayMs - (unix_ms % kDayMs < 0 ? 1 : 0);  // floor, before 1970 too
+  auto ms_of_day = static_cast<unsigned>(unix_ms - day * kDayMs);
   auto put = [](char* at, unsigned value, int width) {
     for (int i = width - 1; i >= 0; --i, value /= 10) at[i] = static_cast<char>('0' + value % 10);
   };
+  // The calendar dates of the days last formatted on this thread, eight of them, each in the slot
+  // its day number's low bits choose: a reply shows two or three timestamps (a WHOAMI's expiry is
+  // on another day than the account's creation), and a connection's replies fall on a few days.
+  struct Date {
+    int64_t day = INT64_MIN;
+    char text[10];
+  };
+  thread_local std::array<Date, 8> dates;
+  Date& date_of_day = dates[static_cast<uint64_t>(day) % dates.size()];
+  if (date_of_day.day != day) {
+    year_month_day date{sys_days(days(day))};
+    std::memcpy(date_of_day.text, "0000-00-00", sizeof date_of_day.text);
+    put(&date_of_day.text[0], static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    put(&date_of_day.text[5], static_cast<unsigned>(date.month()), 2);
+    put(&date_of_day.text[8], static_cast<unsigned>(date.day()), 2);
+    date_of_day.day = day;
+  }
   TimeText out;
   char* text = out.chars;
-  std::memcpy(text, "0000-00-00T00:00:00.000Z", sizeof out.chars);
-  put(&text[0], static_cast<unsigned>(y), 4);
-  put(&text[5], static_cast<unsigned>(date.month()), 2);
-  put(&text[8], static_cast<unsigned>(date.day()), 2);
-  put(&text[11], static_cast<unsigned>(time.hours().count()), 2);
-  put(&text[14], static_cast<unsigned>(time.minutes().count()), 2);
-  put(&text[17], static_cast<unsigned>(time.seconds().count()), 2);
-  put(&text[20], static_cast<unsigned>(time.subseconds().count()), 3);
+  std::memcpy(text, date_of_day.text, sizeof date_of_day.text);
+  std::memcpy(text + 10, "T00:00:00.000Z", 14);
+  put(&text[11], ms_of_day / 3'600'000, 2);
+  put(&text[14], ms_of_day / 60'000 % 60, 2);
+  put(&text[17], ms_of_day / 1000 % 60, 2);
+  put(&text[20], ms_of_day % 1000, 3);
   return out;
 }
 

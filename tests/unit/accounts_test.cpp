@@ -574,13 +574,27 @@ TEST_CASE("timestamps: RFC 3339 UTC with milliseconds, the same as gmtime gives"
   CHECK(format_time(951782400123) == "2000-02-29T00:00:00.123Z");  // a leap day
   CHECK(format_time(1795527134276) == "2026-11-24T13:32:14.276Z");
   CHECK(format_time(253402300799999) == "9999-12-31T23:59:59.999Z");
-  for (int64_t t = 0; t < 4'000'000'000'000; t += 7'777'777'777) {
-    std::time_t seconds = static_cast<std::time_t>(t / 1000);
+  CHECK(format_time(-62167219200000) == "0000-01-01T00:00:00.000Z");
+  CHECK(format_time(-1) == "1969-12-31T23:59:59.999Z");
+  // Outside the years RFC 3339 writes: the nearest end, never an overflow.
+  CHECK(format_time(INT64_MAX) == "9999-12-31T23:59:59.999Z");
+  CHECK(format_time(INT64_MIN) == "0000-01-01T00:00:00.000Z");
+  // Each thread keeps the last days' dates: times on one day, then across days and back again,
+  // and days eight apart, which share a slot.
+  for (int64_t t : {1795527134276, 1795527134277, 1795478400000, 1795564799999, 1795564800000, 1795527134276})
+    CHECK(format_time(t).substr(0, 10) == (t < 1795478400000 ? "2026-11-23" : t < 1795564800000 ? "2026-11-24" : "2026-11-25"));
+  CHECK(format_time(1795564799999) == "2026-11-24T23:59:59.999Z");
+  CHECK(format_time(1795564800000) == "2026-11-25T00:00:00.000Z");
+  CHECK(format_time(1795564800000 + 8 * 86'400'000) == "2026-12-03T00:00:00.000Z");
+  CHECK(format_time(1795564800000) == "2026-11-25T00:00:00.000Z");
+  CHECK(format_time(1795564800000 - 8 * 86'400'000) == "2026-11-17T00:00:00.000Z");
+  for (int64_t t = -4'000'000'000'000; t < 4'000'000'000'000; t += 777'777'777) {
+    std::time_t seconds = static_cast<std::time_t>(t / 1000 - (t % 1000 < 0 ? 1 : 0));
     std::tm tm{};
     gmtime_r(&seconds, &tm);
     char expected[32];
     std::snprintf(expected, sizeof expected, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(t % 1000));
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>((t % 1000 + 1000) % 1000));
     CHECK(format_time(t) == expected);
   }
 }
