@@ -145,6 +145,22 @@ std::string format_copy_line(const accounts::AccountRecord& r) {
 
 namespace {
 
+// A text row's fields as they read unescaped: a view into the row for a field without escapes,
+// and a copy, kept here, only for one with them (rare: a valid hash never has one, an address or a
+// label seldom). Good for N fields.
+template <size_t N>
+class Unescaped {
+ public:
+  std::string_view operator()(std::string_view field) {
+    if (field.find('\\') == std::string_view::npos) return field;
+    return kept_[used_++] = unescape(field);
+  }
+
+ private:
+  std::string kept_[N];
+  size_t used_ = 0;
+};
+
 // An account row's columns, whichever COPY format they came in: the text ones unescaped (or views
 // into the row where nothing needed it), the numbers parsed.
 struct AccountColumns {
@@ -202,15 +218,10 @@ accounts::AccountRecord parse_copy_line(std::string_view line) {
   c.id = *uuid;
   const auto id_text = c.id.text();
   const std::string_view id = id_text.view();
-  // Only a field with escapes is copied (rare: a valid hash never has one, an address seldom).
-  std::string escaped[3];
-  auto text = [&escaped](std::string_view field, int slot) -> std::string_view {
-    if (field.find('\\') == std::string_view::npos) return field;
-    return escaped[slot] = unescape(field);
-  };
-  c.email = text(fields[1], 0);
-  c.state = text(fields[2], 1);
-  c.hash = text(fields[3], 2);
+  Unescaped<3> text;
+  c.email = text(fields[1]);
+  c.state = text(fields[2]);
+  c.hash = text(fields[3]);
   c.created_ms = number(fields[4], "created_ms", id);
   c.updated_ms = number(fields[5], "updated_ms", id);
   c.confirmed_ms = number(fields[6], "confirmed_ms", id);
@@ -288,35 +299,96 @@ accounts::AccountRecord parse_copy_tuple(std::string_view tuple) {
   return account_from(c);
 }
 
+namespace {
+
+// A session row's columns, whichever COPY format they came in (the text ones unescaped).
+struct SessionColumns {
+  accounts::Uuid id;
+  std::optional<accounts::Uuid> account;
+  std::string_view digest, label, source;
+  int64_t created_ms = 0, last_used_ms = 0, expires_ms = 0;
+};
+
+// The checks every session row goes through, in either format, and the row they make.
+accounts::SessionRow session_from(const SessionColumns& c) {
+  accounts::SessionRow r;
+  r.id = c.id;
+  const auto id_text = r.id.text();
+  auto name = [&id_text] { return "session " + std::string(id_text.view()); };
+  if (!c.account) throw std::runtime_error(name() + ": account_id is not a UUID");
+  r.account = *c.account;
+  auto digest = parse_hex_digest(c.digest);
+  if (!digest) throw std::runtime_error(name() + ": token_digest is not a 64-digit hex digest");
+  r.digest = *digest;
+  r.created_ms = c.created_ms;
+  r.last_used_ms = c.last_used_ms;
+  r.expires_ms = c.expires_ms;
+  if (r.created_ms <= 0 || r.last_used_ms < r.created_ms || r.expires_ms < r.created_ms)
+    throw std::runtime_error(name() + ": times out of order (created, last used, expires)");
+  if (c.label.size() > 128 || c.source.size() > 64)
+    throw std::runtime_error(name() + ": label over 128 bytes or source over 64 bytes");
+  r.label = c.label;
+  r.source = c.source;
+  return r;
+}
+
+}  // namespace
+
 // The same for sessions, which may be several per account.
 accounts::SessionRow parse_session_line(std::string_view line) {
   Fields<8> fields(line);
   if (fields.count != 8)
     throw std::runtime_error("session " + std::string(fields[0]) + ": expected 8 columns, found " +
                              std::to_string(fields.count));
-  accounts::SessionRow r;
+  SessionColumns c;
   auto uuid = accounts::Uuid::parse(fields[0]);
   if (!uuid) throw std::runtime_error("session " + std::string(fields[0]) + ": id is not a UUID");
-  r.id = *uuid;
-  const auto id_text = r.id.text();
+  c.id = *uuid;
+  const auto id_text = c.id.text();
   const std::string_view id = id_text.view();
-  auto name = [id] { return "session " + std::string(id); };
-  auto account = accounts::Uuid::parse(fields[1]);
-  if (!account) throw std::runtime_error(name() + ": account_id is not a UUID");
-  r.account = *account;
-  auto digest = parse_hex_digest(fields[2]);
-  if (!digest) throw std::runtime_error(name() + ": token_digest is not a 64-digit hex digest");
-  r.digest = *digest;
-  r.created_ms = number(fields[3], "created_ms", id, "session");
-  r.last_used_ms = number(fields[4], "last_used_ms", id, "session");
-  r.expires_ms = number(fields[5], "expires_ms", id, "session");
-  if (r.created_ms <= 0 || r.last_used_ms < r.created_ms || r.expires_ms < r.created_ms)
-    throw std::runtime_error(name() + ": times out of order (created, last used, expires)");
-  r.label = unescape(fields[6]);
-  r.source = unescape(fields[7]);
-  if (r.label.size() > 128 || r.source.size() > 64)
-    throw std::runtime_error(name() + ": label over 128 bytes or source over 64 bytes");
-  return r;
+  c.account = accounts::Uuid::parse(fields[1]);
+  c.digest = fields[2];
+  c.created_ms = number(fields[3], "created_ms", id, "session");
+  c.last_used_ms = number(fields[4], "last_used_ms", id, "session");
+  c.expires_ms = number(fields[5], "expires_ms", id, "session");
+  Unescaped<2> text;
+  c.label = text(fields[6]);
+  c.source = text(fields[7]);
+  return session_from(c);
+}
+
+accounts::SessionRow parse_session_tuple(std::string_view tuple) {
+  Tuple t(tuple);
+  int16_t count = t.count();
+  if (count != 8) throw std::runtime_error("session row: expected 8 columns, found " + std::to_string(count));
+  std::optional<std::string_view> f[8];
+  for (auto& field : f) field = t.field();
+  auto uuid = [](const std::optional<std::string_view>& field) -> std::optional<accounts::Uuid> {
+    if (!field || field->size() != 16) return std::nullopt;
+    accounts::Uuid id;
+    std::memcpy(id.bytes.data(), field->data(), 16);
+    return id;
+  };
+  auto id = uuid(f[0]);
+  if (!id) throw std::runtime_error("session row: id is not a UUID");
+  SessionColumns c;
+  c.id = *id;
+  const auto id_text = c.id.text();
+  auto name = [&id_text] { return "session " + std::string(id_text.view()); };
+  if (!t.done() || std::any_of(std::begin(f), std::end(f), [](const auto& v) { return !v; }))
+    throw std::runtime_error(name() + ": a column is NULL or the row is cut short");
+  auto integer = [&name](std::string_view field, const char* column) {
+    if (field.size() != 8) throw std::runtime_error(name() + ": column " + column + " is not an integer");
+    return static_cast<int64_t>(big_endian(field));
+  };
+  c.account = uuid(f[1]);
+  c.digest = *f[2];
+  c.created_ms = integer(*f[3], "created_ms");
+  c.last_used_ms = integer(*f[4], "last_used_ms");
+  c.expires_ms = integer(*f[5], "expires_ms");
+  c.label = *f[6];
+  c.source = *f[7];
+  return session_from(c);
 }
 
 }  // namespace db

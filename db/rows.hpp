@@ -45,4 +45,8 @@ inline uint64_t big_endian(std::string_view bytes) {
 // which costs PostgreSQL and the parser less than text.
 accounts::AccountRecord parse_copy_tuple(std::string_view tuple);
 
+// The same for one tuple of `COPY sessions TO STDOUT (FORMAT binary)`, with the checks and
+// messages of parse_session_line.
+accounts::SessionRow parse_session_tuple(std::string_view tuple);
+
 }  // namespace db

@@ -212,9 +212,9 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
   progress.loading_sessions = true;
   Reporter sessions("sessions", progress.expected_sessions);
   stream_in_parallel(
-      c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT", Format::text, sinks,
-      [&sinks](std::span<const std::string_view> lines) {
-        for (auto line : lines) sinks.adopt_session(parse_session_line(line));
+      c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT (FORMAT binary)", Format::binary, sinks,
+      [&sinks](std::span<const std::string_view> tuples) {
+        for (auto tuple : tuples) sinks.adopt_session(parse_session_tuple(tuple));
       },
       [&] { sessions.row(progress.sessions.fetch_add(1, std::memory_order_relaxed) + 1); });
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);

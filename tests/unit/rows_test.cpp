@@ -1,6 +1,6 @@
-// db/rows.cpp: an account row read back from COPY. The warm-load reads the binary format and the
-// replica's follower and the export read text; both must accept the same rows into the same
-// records and refuse the same rows with the same message.
+// db/rows.cpp: an account or a session row read back from COPY. The warm-load reads the binary
+// format and the replica's follower and the export read text; both must accept the same rows into
+// the same records and refuse the same rows with the same message.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <optional>
@@ -44,43 +44,58 @@ void put32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
 }
 
-std::string binary_tuple(const Row& r) {
-  std::string out("\0\x0c", 2);  // 12 fields
-  auto bytes = [&out](const std::string& field) {
+// A tuple of COPY's binary format: the field count, then each field's length and bytes.
+struct TupleWriter {
+  std::string out;
+  explicit TupleWriter(char fields) : out{'\0', fields} {}
+  void bytes(const std::string& field) {
     put32(out, static_cast<uint32_t>(field.size()));
     out += field;
-  };
-  auto bigint = [&out](int64_t v) {
+  }
+  void bigint(int64_t v) {
     put32(out, 8);
     for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((static_cast<uint64_t>(v) >> shift) & 0xff);
-  };
-  std::string uuid;
-  for (size_t i = 0; i < r.id.size(); i += 2) {
-    if (r.id[i] == '-') ++i;
-    uuid += static_cast<char>(std::stoi(r.id.substr(i, 2), nullptr, 16));
   }
-  bytes(uuid);
-  bytes(r.email);
-  bytes(r.state);
-  bytes(r.hash);
-  bigint(r.created);
-  bigint(r.updated);
-  bigint(r.confirmed);
-  bigint(r.version);
-  bytes(r.confirm_digest);
-  bigint(r.confirm_expires);
-  bytes(r.reset_digest);
-  bigint(r.reset_expires);
+};
+
+// A uuid column as PostgreSQL sends it: 16 bytes. Text that is no UUID is sent as it is, which
+// PostgreSQL never does, but which must be refused all the same.
+std::string uuid_bytes(const std::string& text) {
+  if (text.size() != 36) return text;
+  std::string out;
+  for (size_t i = 0; i < text.size(); i += 2) {
+    if (text[i] == '-') ++i;
+    out += static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16));
+  }
   return out;
 }
 
+std::string binary_tuple(const Row& r) {
+  TupleWriter t(12);
+  t.bytes(uuid_bytes(r.id));
+  t.bytes(r.email);
+  t.bytes(r.state);
+  t.bytes(r.hash);
+  t.bigint(r.created);
+  t.bigint(r.updated);
+  t.bigint(r.confirmed);
+  t.bigint(r.version);
+  t.bytes(r.confirm_digest);
+  t.bigint(r.confirm_expires);
+  t.bytes(r.reset_digest);
+  t.bigint(r.reset_expires);
+  return t.out;
+}
+
+// What a parser made of a row: the record, or the message it refused the row with.
+template <class Record>
 struct Outcome {
-  std::optional<accounts::AccountRecord> record;
+  std::optional<Record> record;
   std::string error;
 };
 
 template <class Parse>
-Outcome outcome(Parse parse, const std::string& row) {
+auto outcome(Parse parse, const std::string& row) -> Outcome<decltype(parse(row))> {
   try {
     return {parse(row), ""};
   } catch (const std::runtime_error& e) {
@@ -121,8 +136,8 @@ TEST_CASE("rows: the binary and the text COPY formats give the same record or th
   with("digest too short", [](Row& r) { r.confirm_digest = "abcd", r.confirm_expires = 1; });
   for (const auto& [what, row] : rows) {
     INFO(what);
-    Outcome text = outcome(db::parse_copy_line, text_line(row));
-    Outcome binary = outcome(db::parse_copy_tuple, binary_tuple(row));
+    auto text = outcome(db::parse_copy_line, text_line(row));
+    auto binary = outcome(db::parse_copy_tuple, binary_tuple(row));
     CHECK(binary.error == text.error);
     REQUIRE(binary.record.has_value() == text.record.has_value());
     if (text.record) CHECK(*binary.record == *text.record);
@@ -154,4 +169,99 @@ TEST_CASE("rows: a binary tuple cut short, with a NULL or with the wrong field c
   const size_t created_at = 2 + (4 + 16) + (4 + good.email.size()) + (4 + good.state.size()) + (4 + good.hash.size());
   narrow = narrow.substr(0, created_at) + std::string("\0\0\0\x04\0\0\0\x01", 8) + narrow.substr(created_at + 12);
   CHECK_THROWS_WITH(db::parse_copy_tuple(narrow), "account " + good.id + ": column created_ms is not an integer");
+}
+
+namespace {
+
+struct SessionRow {
+  std::string id = "5e550000-0000-7000-8000-000000000005", account = "01a20cc1-7344-7dae-aa15-339ece76400d";
+  std::string digest = std::string(62, 'a') + "09";
+  int64_t created = 1700000000000, last_used = 1700000000500, expires = 1702592000000;
+  std::string label = "Firefox on Linux", source = "192.0.2.7";
+};
+
+std::string text_line(const SessionRow& r) {
+  return r.id + "\t" + r.account + "\t" + r.digest + "\t" + std::to_string(r.created) + "\t" +
+         std::to_string(r.last_used) + "\t" + std::to_string(r.expires) + "\t" + escaped(r.label) + "\t" +
+         escaped(r.source);
+}
+
+std::string binary_tuple(const SessionRow& r) {
+  TupleWriter t(8);
+  t.bytes(uuid_bytes(r.id));
+  t.bytes(uuid_bytes(r.account));
+  t.bytes(r.digest);
+  t.bigint(r.created);
+  t.bigint(r.last_used);
+  t.bigint(r.expires);
+  t.bytes(r.label);
+  t.bytes(r.source);
+  return t.out;
+}
+
+}  // namespace
+
+TEST_CASE("rows: a session in the binary and the text COPY formats gives the same row or the same refusal", "[rows]") {
+  SessionRow good;
+  std::vector<std::pair<const char*, SessionRow>> rows;
+  auto with = [&](const char* what, auto change) {
+    SessionRow r = good;
+    change(r);
+    rows.emplace_back(what, r);
+  };
+  with("valid", [](SessionRow&) {});
+  with("valid, no label or source", [](SessionRow& r) { r.label = r.source = ""; });
+  with("valid, label with a tab and a backslash (escaped in text)", [](SessionRow& r) { r.label = "a\tb\\c"; });
+  with("valid, label of 128 bytes and source of 64", [](SessionRow& r) {
+    r.label = std::string(128, 'l'), r.source = std::string(64, 's');
+  });
+  with("valid, never used since it was opened", [](SessionRow& r) { r.last_used = r.created; });
+  with("label over 128 bytes", [](SessionRow& r) { r.label = std::string(129, 'l'); });
+  with("source over 64 bytes", [](SessionRow& r) { r.source = std::string(65, 's'); });
+  with("account_id not a UUID", [](SessionRow& r) { r.account = "nobody"; });
+  with("digest not hex", [](SessionRow& r) { r.digest = std::string(64, 'z'); });
+  with("digest too short", [](SessionRow& r) { r.digest = "abcd"; });
+  with("created at 0", [](SessionRow& r) { r.created = 0, r.last_used = 0; });
+  with("used before it was opened", [](SessionRow& r) { r.last_used = r.created - 1; });
+  with("expired before it was opened", [](SessionRow& r) { r.expires = r.created - 1; });
+  for (const auto& [what, row] : rows) {
+    INFO(what);
+    auto text = outcome(db::parse_session_line, text_line(row));
+    auto binary = outcome(db::parse_session_tuple, binary_tuple(row));
+    CHECK(binary.error == text.error);
+    REQUIRE(binary.record.has_value() == text.record.has_value());
+    if (text.record) {
+      CHECK(binary.record->id == text.record->id);
+      CHECK(binary.record->account == text.record->account);
+      CHECK(binary.record->digest == text.record->digest);
+      CHECK(binary.record->created_ms == text.record->created_ms);
+      CHECK(binary.record->last_used_ms == text.record->last_used_ms);
+      CHECK(binary.record->expires_ms == text.record->expires_ms);
+      CHECK(binary.record->label == row.label);
+      CHECK(text.record->label == row.label);
+      CHECK(binary.record->source == text.record->source);
+    }
+    CHECK(text.record.has_value() == std::string(what).starts_with("valid"));
+  }
+}
+
+TEST_CASE("rows: a session tuple cut short, with a NULL or with the wrong field count is refused, never read past", "[rows]") {
+  SessionRow good;
+  const std::string tuple = binary_tuple(good);
+  REQUIRE_NOTHROW(db::parse_session_tuple(tuple));
+  for (size_t cut = 0; cut < tuple.size(); ++cut) {
+    INFO(cut);
+    CHECK_THROWS_AS(db::parse_session_tuple(tuple.substr(0, cut)), std::runtime_error);
+  }
+  CHECK_THROWS_AS(db::parse_session_tuple(tuple + "x"), std::runtime_error);  // trailing bytes
+  std::string seven = tuple;
+  seven[1] = 7;
+  CHECK_THROWS_WITH(db::parse_session_tuple(seven), "session row: expected 8 columns, found 7");
+  // The label's length replaced by -1 (NULL), the label's bytes dropped: refused, naming the session.
+  const size_t label_at = 2 + (4 + 16) * 2 + (4 + 64) + (4 + 8) * 3;
+  std::string with_null = tuple.substr(0, label_at) + std::string(4, '\xff') + tuple.substr(label_at + 4 + good.label.size());
+  CHECK_THROWS_WITH(db::parse_session_tuple(with_null), "session " + good.id + ": a column is NULL or the row is cut short");
+  const size_t created_at = 2 + (4 + 16) * 2 + (4 + 64);
+  std::string narrow = tuple.substr(0, created_at) + std::string("\0\0\0\x04\0\0\0\x01", 8) + tuple.substr(created_at + 12);
+  CHECK_THROWS_WITH(db::parse_session_tuple(narrow), "session " + good.id + ": column created_ms is not an integer");
 }
