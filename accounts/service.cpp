@@ -204,16 +204,32 @@ void AccountService::adopt(std::span<AccountRecord> records) {
   }
 }
 
-void AccountService::adopt_session(SessionRow&& row) {
-  auto account = index_->by_id(row.account);
-  if (!account)
-    throw std::runtime_error("session " + row.id.to_string() + ": its account " + row.account.to_string() +
-                             " does not exist");
-  auto session = Session::make(row.id, row.digest, account, row.created_ms, row.expires_ms, row.last_used_ms,
-                               row.label, row.source);
-  if (!sessions_.insert(session))
-    throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
-  account->adopt_session(std::move(session));
+void AccountService::expect_sessions(uint64_t sessions) {
+  // The sessions' estimate is the planner's bare row count, which nothing bounds (the accounts'
+  // is capped by the table's size): never more than 8 sessions an account in advance. More than
+  // that only means growing on the way, as without a hint.
+  sessions_.reserve(std::min<uint64_t>(sessions, 8 * uint64_t{index_->id_count()}));
+}
+
+void AccountService::adopt_sessions(std::span<SessionRow> rows) {
+  // As in adopt(): the slots of the whole batch first, so that their cache misses overlap.
+  constexpr size_t kBatch = 16;
+  if (rows.size() > kBatch) throw std::logic_error("adopt_sessions: a batch of more than 16 rows");
+  for (const SessionRow& row : rows) {
+    sessions_.prefetch_insert(row.digest);
+    index_->read_ahead_id(row.account);
+  }
+  for (SessionRow& row : rows) {
+    auto account = index_->by_id(row.account);
+    if (!account)
+      throw std::runtime_error("session " + row.id.to_string() + ": its account " + row.account.to_string() +
+                               " does not exist");
+    auto session = Session::make(row.id, row.digest, account, row.created_ms, row.expires_ms, row.last_used_ms,
+                                 row.label, row.source);
+    if (!sessions_.insert(session))
+      throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
+    account->adopt_session(std::move(session));
+  }
 }
 
 void AccountService::count(std::optional<State> before, std::optional<State> after) {

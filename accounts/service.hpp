@@ -108,16 +108,19 @@ class AccountService {
 
   // Warm-load, before any account command is served. adopt() puts a committed record in the index;
   // several threads may call it at once, each holding an IndexThread. It throws, naming the
-  // account, on a duplicate id or email. Then adopt_session() does the same for each stored
+  // account, on a duplicate id or email. Then adopt_sessions() does the same for each stored
   // session, once every account is in: it throws, naming the session, when its account is not
   // loaded or its token digest is another session's too.
   // expect_accounts() comes first with the number of accounts expected (a hint, 0 for none),
-  // accounts_adopted() once they are all in.
+  // accounts_adopted() once they are all in; expect_sessions() and sessions_adopted() the same
+  // for the sessions.
   void expect_accounts(uint64_t accounts) { index_->reserve(accounts); }
   void accounts_adopted() { index_->trim(); }
-  // adopt() takes the records a few at a time (up to 16), whose index slots it fetches at once.
+  void expect_sessions(uint64_t sessions);
+  void sessions_adopted() { sessions_.trim(); }
+  // Both take rows a few at a time (up to 16), whose index slots they fetch at once.
   void adopt(std::span<AccountRecord> records);
-  void adopt_session(SessionRow&& row);
+  void adopt_sessions(std::span<SessionRow> rows);
 
   // Replication (follow.cpp). A replica's accounts change only through apply(), on the follower's
   // thread, which is then their only writer: it makes memory agree with the unit (the database at

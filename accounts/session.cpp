@@ -115,6 +115,12 @@ void SessionIndex::erase(const TokenDigest& digest) {
 
 size_t SessionIndex::size() const { return set_->table.size(); }
 
+void SessionIndex::prefetch_insert(const TokenDigest& digest) const { set_->table.prefetch_insert(set_->hash(digest)); }
+
+void SessionIndex::reserve(size_t sessions) { set_->table.reserve(sessions); }
+
+void SessionIndex::trim() { set_->table.trim(); }
+
 struct SessionIndex::Cursor::State {
   Set& set;
   RcuTable<Session, DigestHash>::Cursor at;

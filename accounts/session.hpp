@@ -144,6 +144,12 @@ class SessionIndex {
   bool insert(SessionRef session);
   void erase(const TokenDigest& digest);
   size_t size() const;
+  // The warm-load's: the slots an insert of this digest will write, on their way into the cache;
+  // room for about `sessions` before a bulk load (a hint), and after it back to what the sessions
+  // in fill (RcuTable::reserve and trim).
+  void prefetch_insert(const TokenDigest& digest) const;
+  void reserve(size_t sessions);
+  void trim();
 
   // Where a sweep stopped: each visit() looks at no more than `max` sessions from there, and a
   // pass that reaches the end starts over at the next visit. Sessions opened or ended meanwhile

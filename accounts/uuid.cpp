@@ -2,8 +2,6 @@
 
 #include <sodium.h>
 
-#include <array>
-
 namespace accounts {
 
 Uuid Uuid::v7(int64_t unix_ms) {
@@ -16,19 +14,6 @@ Uuid Uuid::v7(int64_t unix_ms) {
   return id;
 }
 
-namespace {
-// Each byte's value as a hex digit, or -1: one load a digit instead of three range tests (the
-// range tests were 7% of a GET's samples at pipeline depth 16).
-constexpr auto kHexValue = [] {
-  std::array<int8_t, 256> table{};
-  table.fill(-1);
-  for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<int8_t>(c - '0');
-  for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<int8_t>(c - 'a' + 10);
-  for (int c = 'A'; c <= 'F'; ++c) table[c] = static_cast<int8_t>(c - 'A' + 10);
-  return table;
-}();
-}  // namespace
-
 std::optional<Uuid> Uuid::parse(std::string_view text) {
   if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
     return std::nullopt;
@@ -37,8 +22,8 @@ std::optional<Uuid> Uuid::parse(std::string_view text) {
   size_t i = 0;
   for (uint8_t& byte : id.bytes) {
     if (i == 8 || i == 13 || i == 18 || i == 23) ++i;
-    int high = kHexValue[static_cast<unsigned char>(text[i])];
-    int low = kHexValue[static_cast<unsigned char>(text[i + 1])];
+    int high = hex_value(text[i]);
+    int low = hex_value(text[i + 1]);
     bad |= high | low;
     byte = static_cast<uint8_t>(high << 4 | (low & 0x0f));
     i += 2;

@@ -10,6 +10,19 @@
 
 namespace accounts {
 
+// Each byte's value as a hex digit (either case), or -1: one load a digit instead of three range
+// tests (the range tests were 7% of a GET's samples at pipeline depth 16, and from_chars 3.5% of
+// a warm-load of sessions). Callers OR the values and test for a negative once at the end.
+inline constexpr std::array<int8_t, 256> kHexValue = [] {
+  std::array<int8_t, 256> table{};
+  table.fill(-1);
+  for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<int8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) table[c] = static_cast<int8_t>(c - 'A' + 10);
+  return table;
+}();
+inline int hex_value(char c) { return kHexValue[static_cast<unsigned char>(c)]; }
+
 struct Uuid {
   std::array<uint8_t, 16> bytes{};
 

@@ -66,11 +66,11 @@ void load(NodeParts& p) {
   auto started = std::chrono::steady_clock::now();
   db::LoadSinks sinks;
   sinks.adopt = [&service = p.service](std::span<accounts::AccountRecord> records) { service.adopt(records); };
-  sinks.adopt_session = [&service = p.service](accounts::SessionRow&& row) {
-    service.adopt_session(std::move(row));
-  };
+  sinks.adopt_sessions = [&service = p.service](std::span<accounts::SessionRow> rows) { service.adopt_sessions(rows); };
   sinks.expect_accounts = [&service = p.service](uint64_t accounts) { service.expect_accounts(accounts); };
   sinks.accounts_adopted = [&service = p.service] { service.accounts_adopted(); };
+  sinks.expect_sessions = [&service = p.service](uint64_t sessions) { service.expect_sessions(sessions); };
+  sinks.sessions_adopted = [&service = p.service] { service.sessions_adopted(); };
   sinks.parser_scope = [] { return std::make_shared<accounts::IndexThread>(); };
   // The reader mostly waits for PostgreSQL; the parsers fill the index (lock-free, so they scale).
   sinks.parsers = std::max(1u, std::thread::hardware_concurrency());

@@ -82,10 +82,14 @@ accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, co
 std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex) {
   if (digest_hex.size() != 64) return std::nullopt;
   accounts::TokenDigest digest;
+  int bad = 0;  // any -1 among the digits
   for (size_t i = 0; i < 32; ++i) {
-    auto [end, ec] = std::from_chars(digest_hex.data() + 2 * i, digest_hex.data() + 2 * i + 2, digest[i], 16);
-    if (ec != std::errc() || end != digest_hex.data() + 2 * i + 2) return std::nullopt;
+    int high = accounts::hex_value(digest_hex[2 * i]);
+    int low = accounts::hex_value(digest_hex[2 * i + 1]);
+    bad |= high | low;
+    digest[i] = static_cast<uint8_t>(high << 4 | (low & 0x0f));
   }
+  if (bad < 0) return std::nullopt;
   return digest;
 }
 
@@ -313,8 +317,7 @@ struct SessionColumns {
 accounts::SessionRow session_from(const SessionColumns& c) {
   accounts::SessionRow r;
   r.id = c.id;
-  const auto id_text = r.id.text();
-  auto name = [&id_text] { return "session " + std::string(id_text.view()); };
+  auto name = [&r] { return "session " + r.id.to_string(); };  // only for a message: not formatted before
   if (!c.account) throw std::runtime_error(name() + ": account_id is not a UUID");
   r.account = *c.account;
   auto digest = parse_hex_digest(c.digest);
@@ -361,8 +364,9 @@ accounts::SessionRow parse_session_tuple(std::string_view tuple) {
   Tuple t(tuple);
   int16_t count = t.count();
   if (count != 8) throw std::runtime_error("session row: expected 8 columns, found " + std::to_string(count));
-  std::optional<std::string_view> f[8];
-  for (auto& field : f) field = t.field();
+  // In order: a braced list is evaluated left to right.
+  const std::optional<std::string_view> f[8] = {t.field(), t.field(), t.field(), t.field(),
+                                                t.field(), t.field(), t.field(), t.field()};
   auto uuid = [](const std::optional<std::string_view>& field) -> std::optional<accounts::Uuid> {
     if (!field || field->size() != 16) return std::nullopt;
     accounts::Uuid id;
@@ -373,8 +377,7 @@ accounts::SessionRow parse_session_tuple(std::string_view tuple) {
   if (!id) throw std::runtime_error("session row: id is not a UUID");
   SessionColumns c;
   c.id = *id;
-  const auto id_text = c.id.text();
-  auto name = [&id_text] { return "session " + std::string(id_text.view()); };
+  auto name = [&c] { return "session " + c.id.to_string(); };
   if (!t.done() || std::any_of(std::begin(f), std::end(f), [](const auto& v) { return !v; }))
     throw std::runtime_error(name() + ": a column is NULL or the row is cut short");
   auto integer = [&name](std::string_view field, const char* column) {

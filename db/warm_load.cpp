@@ -211,12 +211,16 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
   // Sessions only once every account is in: each one is attached to its account.
   progress.loading_sessions = true;
   Reporter sessions("sessions", progress.expected_sessions);
+  if (sinks.expect_sessions) sinks.expect_sessions(progress.expected_sessions);
   stream_in_parallel(
       c.get(), std::string("COPY sessions (") + kSessionColumns + ") TO STDOUT (FORMAT binary)", Format::binary, sinks,
       [&sinks](std::span<const std::string_view> tuples) {
-        for (auto tuple : tuples) sinks.adopt_session(parse_session_tuple(tuple));
+        std::array<accounts::SessionRow, LoadSinks::kAdoptBatch> rows;
+        for (size_t i = 0; i < tuples.size(); ++i) rows[i] = parse_session_tuple(tuples[i]);
+        sinks.adopt_sessions(std::span(rows.data(), tuples.size()));
       },
       [&] { sessions.row(progress.sessions.fetch_add(1, std::memory_order_relaxed) + 1); });
+  if (sinks.sessions_adopted) sinks.sessions_adopted();
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);
 
   uint64_t rows = progress.rows.load();

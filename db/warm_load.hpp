@@ -28,11 +28,14 @@ struct LoadSinks {
   static constexpr size_t kAdoptBatch = 16;
   std::function<void(std::span<accounts::AccountRecord>)> adopt;
   // The same for sessions, once every account was adopted.
-  std::function<void(accounts::SessionRow&&)> adopt_session;
+  std::function<void(std::span<accounts::SessionRow>)> adopt_sessions;
   // Before the accounts, with the number expected (the planner's estimate, 0 when it has none),
-  // and after the last one was adopted: for sizing what they go into. May be empty.
+  // and after the last one was adopted: for sizing what they go into. The same for the sessions.
+  // May be empty.
   std::function<void(uint64_t)> expect_accounts;
   std::function<void()> accounts_adopted;
+  std::function<void(uint64_t)> expect_sessions;
+  std::function<void()> sessions_adopted;
   // Runs at the start of each parser thread and holds what the thread needs (e.g. its attachment
   // to the index) until the thread ends.
   std::function<std::shared_ptr<void>()> parser_scope = [] { return std::shared_ptr<void>(); };

@@ -375,22 +375,31 @@ TEST_CASE("a stale planner estimate changes nothing: the index grows to the rows
 // The other way round: pg_class claims a billion rows a page. The index is sized from the estimate
 // only as far as the table's bytes could hold rows, and what the rows did not fill is given back
 // once they are in; every account loads, and the memory stays that of 30,000 accounts.
-TEST_CASE("a planner estimate far too high neither reserves the memory it names nor loses an account", "[persistence]") {
+TEST_CASE("a planner estimate far too high neither reserves the memory it names nor loses an account or a session", "[persistence]") {
   PgServer pg;
   seed(pg, "first@example.com");
   pg.sql("ALTER TABLE accounts SET (autovacuum_enabled = false)");
+  pg.sql("ALTER TABLE sessions SET (autovacuum_enabled = false)");
   pg.sql("INSERT INTO accounts SELECT lpad(to_hex(g), 32, '0')::uuid, 'bulk' || g || '@example.com', 'active',"
          " (SELECT password_hash FROM accounts LIMIT 1), 0, 0, 1, 1, '', 0, '', 0 FROM generate_series(1, 30000) g");
+  // A session for each of 1,000 of them, valid for years.
+  pg.sql("INSERT INTO sessions SELECT ('5e550000-0000-7000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,"
+         " lpad(to_hex(g), 32, '0')::uuid, encode(sha256(g::text::bytea), 'hex'),"
+         " 1700000000000, 1700000000000, 4000000000000, '', '' FROM generate_series(1, 1000) g");
   pg.sql("ANALYZE accounts");
+  pg.sql("ANALYZE sessions");
   pg.sql("UPDATE pg_class SET reltuples = 1e9, relpages = 1 WHERE oid = 'accounts'::regclass");
-  Daemon daemon(Settings{{"database.url", pg.url_setting()}});
+  pg.sql("UPDATE pg_class SET reltuples = 1e12 WHERE oid = 'sessions'::regclass");
+  Daemon daemon(Settings{{"database.url", pg.url_setting()}, {"sessions.idle_timeout_s", "315360000"}});
   daemon.wait_ready();
   Client c(daemon.port());
   CHECK(field(c.call("STATS"), "accounts") == "30001");
+  CHECK(field(c.call("STATS"), "sessions") == "1000");
   for (int i = 1; i <= 30000; i += 997) CHECK(field(c.call("FIND bulk" + std::to_string(i) + "@example.com"), "state") == "active");
   CHECK(starts_with(c.call("FIND bulk30001@example.com"), "ERR NOT_FOUND "));
   CHECK(starts_with(c.call("REGISTER bulk30001@example.com some-password"), "OK "));
-  // A billion rows' worth of slots would be 16 GB per table; 30,000 accounts take a few MB.
+  // A billion rows' worth of slots would be 16 GB per table, and a trillion sessions' far more;
+  // 30,000 accounts and 1,000 sessions take a few MB.
   CHECK(daemon.rss_kib() < 512 * 1024);
 }
 
