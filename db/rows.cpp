@@ -151,17 +151,17 @@ namespace {
 
 // A text row's fields as they read unescaped: a view into the row for a field without escapes,
 // and a copy, kept here, only for one with them (rare: a valid hash never has one, an address or a
-// label seldom). Good for N fields.
+// label seldom). Good for N fields (more throws std::out_of_range).
 template <size_t N>
 class Unescaped {
  public:
   std::string_view operator()(std::string_view field) {
     if (field.find('\\') == std::string_view::npos) return field;
-    return kept_[used_++] = unescape(field);
+    return kept_.at(used_++) = unescape(field);
   }
 
  private:
-  std::string kept_[N];
+  std::array<std::string, N> kept_;
   size_t used_ = 0;
 };
 
