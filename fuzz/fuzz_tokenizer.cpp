@@ -1,6 +1,6 @@
 // The tokenizer: any line is either refused with a reason or split into arguments; and any valid
 // argument value quoted by the reply formatter reads back through the tokenizer unchanged. The
-// sixteen-byte scans answer what their one-byte loops answer, from every starting point.
+// sixteen-byte scans answer what their one-byte loops answer, from up to 33 starting points.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
