@@ -107,7 +107,7 @@ void AccountService::read_ahead_whoami(std::string_view token) const {
   if (batch.size == batch.pending.size() || token.size() != kTokenBytes) return;
   Pending& p = batch.pending[batch.size++];
   p.kind = Pending::Kind::session;
-  p.digest = digest_token(token);
+  p.digest = session_digest(token);
   std::memcpy(p.token.data(), token.data(), kTokenBytes);
   p.hash = sessions_.read_ahead(p.digest);
 }
@@ -152,7 +152,7 @@ TokenDigest AccountService::token_digest(std::string_view token) const {
       }
     }
   }
-  return digest_token(token);
+  return session_digest(token);
 }
 
 }  // namespace accounts

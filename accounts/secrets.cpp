@@ -1,7 +1,11 @@
+// session_digest uses OpenSSL's low-level SHA-256 calls, deprecated in OpenSSL 3 (see there).
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "accounts/secrets.hpp"
 
 #include "accounts/foreign_hash.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <sodium.h>
 
 #include <cstring>
@@ -27,6 +31,20 @@ TokenDigest digest_token(std::string_view token) {
   TokenDigest d;
   crypto_generichash(d.data(), d.size(), reinterpret_cast<const unsigned char*>(token.data()),
                      token.size(), nullptr, 0);
+  return d;
+}
+
+TokenDigest session_digest(std::string_view token) {
+  // OpenSSL 3 deprecates these low-level calls in favour of EVP, whose dispatch costs as much
+  // again on a 43-byte input: build/digest_speed measured 88-106 ns for these, 137-160 ns for EVP
+  // with a reused context, 205-210 ns for EVP_Digest, and 231-237 ns for libsodium's BLAKE2b. The
+  // calls remain in every OpenSSL 3 release.
+  TokenDigest d;
+  SHA256_CTX context;
+  SHA256_Init(&context);
+  SHA256_Update(&context, token.data(), token.size());
+  SHA256_Final(d.data(), &context);
+  OPENSSL_cleanse(&context, sizeof context);
   return d;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Passwords and one-time tokens. Passwords are stored as Argon2id strings (libsodium); tokens are
-// handed out once and kept only as a BLAKE2b-256 digest, compared in constant time.
+// handed out once and kept only as a digest, compared in constant time: SHA-256 for session tokens
+// (checked on every WHOAMI), BLAKE2b-256 for the others and for sessions opened before schema 5.
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -21,7 +22,12 @@ struct HashParams {
 void init_secrets();
 
 std::string new_token();  // 256 random bits, URL-safe base64 without padding (43 characters)
-TokenDigest digest_token(std::string_view token);
+TokenDigest digest_token(std::string_view token);  // BLAKE2b-256: confirm and reset tokens
+// SHA-256: session tokens. Every WHOAMI digests one, and OpenSSL computes it with the CPU's SHA
+// instructions in about 90 ns, against 235 ns for libsodium's BLAKE2b (build/digest_speed;
+// docs/BENCHMARKS.md, "Session tokens digested with SHA-256"). Either is a one-way function of
+// 256 random bits.
+TokenDigest session_digest(std::string_view token);
 bool same_digest(const TokenDigest& a, const TokenDigest& b);  // constant time
 
 // Slow by design: run these on the password pool, never on an I/O thread. verify_password also

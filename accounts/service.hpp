@@ -121,6 +121,10 @@ class AccountService {
   // Both take rows a few at a time (up to 16), whose index slots they fetch at once.
   void adopt(std::span<AccountRecord> records);
   void adopt_sessions(std::span<SessionRow> rows);
+  // Sessions opened before schema 5 are keyed by their token's BLAKE2b digest, newer ones by its
+  // SHA-256 (secrets.hpp). When the warm-load found any of the old kind, a token that SHA-256
+  // does not find is looked up by BLAKE2b too, until a restart after the last of them ended.
+  void legacy_session_digests() { legacy_session_digests_.store(true, std::memory_order_relaxed); }
 
   // Replication (follow.cpp). A replica's accounts change only through apply(), on the follower's
   // thread, which is then their only writer: it makes memory agree with the unit (the database at
@@ -149,6 +153,14 @@ class AccountService {
   // WHOAMI takes its token's digest from there when the batch computed it.
   void settle_read_ahead() const;
   TokenDigest token_digest(std::string_view token) const;
+  // The session `token` names (SHA-256, then BLAKE2b while legacy_session_digests_): calls `use`
+  // with it as SessionIndex::visit does; false when there is none.
+  template <class Use>
+  bool visit_session(std::string_view token, const TokenDigest& digest, Use&& use) const {
+    if (sessions_.visit(digest, use)) return true;
+    return legacy_session_digests_.load(std::memory_order_relaxed) && sessions_.visit(digest_token(token), use);
+  }
+  SessionRef find_session(std::string_view token) const;
   // Runs `read` until no apply() overlapped it (a seqlock: on a primary, two loads).
   template <class Read>
   auto consistent(Read&& read) const {
@@ -231,6 +243,7 @@ class AccountService {
   std::atomic<int64_t> in_doubt_{0};
   std::atomic<uint64_t> apply_seq_{0};  // odd while apply() runs
   std::atomic<bool> read_only_{false};
+  std::atomic<bool> legacy_session_digests_{false};
   std::function<void(Touches)> forward_touches_;
   SessionIndex sessions_;
 };

@@ -45,7 +45,8 @@ SessionRow row_of(const Session& s) {
 
 namespace {
 
-// A digest is BLAKE2b of 256 random bits: its first 8 bytes are as good a hash as any.
+// A digest is SHA-256 (or, stored before schema 5, BLAKE2b) of 256 random bits: its first 8 bytes
+// are as good a hash as any.
 struct DigestHash {
   uint64_t operator()(const TokenDigest& digest) const {
     uint64_t h;

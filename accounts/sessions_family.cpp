@@ -81,7 +81,7 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
   if (a.in_doubt()) co_return in_doubt();
   int64_t now = now_ms();
   std::string token = new_token();
-  auto session = Session::make(Uuid::v7(now), digest_token(token), a.shared_from_this(), now,
+  auto session = Session::make(Uuid::v7(now), session_digest(token), a.shared_from_this(), now,
                                now + settings_.session_lifetime_s * 1000, now, label, source);
   Change change = sessions_change(a);
   change.opened.push_back(row_of(*session));
@@ -103,6 +103,12 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
   co_return reply;
 }
 
+SessionRef AccountService::find_session(std::string_view token) const {
+  if (auto session = sessions_.find(session_digest(token))) return session;
+  if (!legacy_session_digests_.load(std::memory_order_relaxed)) return {};
+  return sessions_.find(digest_token(token));
+}
+
 asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
   if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
   int64_t now = now_ms();
@@ -112,7 +118,7 @@ asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
   co_return consistent([&] {
     auto reply = Reply::ok();
     bool valid = false;
-    sessions_.visit(digest, [&](Session& session) {
+    visit_session(token, digest, [&](Session& session) {
       if (!session.valid(now, idle) || !session.account->add_view_to(reply)) return;
       session.used(now);  // the sweep writes it, lazily
       reply.field("session", session.id.text().view()).field("expires", time_text(session.expiry(idle)).view());
@@ -125,7 +131,7 @@ asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
 
 asio::awaitable<Reply> AccountService::logout(std::string token) {
   if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
-  auto session = sessions_.find(digest_token(token));
+  auto session = find_session(token);
   if (!session || !session->valid(now_ms(), settings_.session_idle_s * 1000)) co_return invalid_session();
   Account::Job job = [this, session](Account& a) -> asio::awaitable<Reply> {
     if (session->ended.load(std::memory_order_acquire)) co_return invalid_session();

@@ -71,6 +71,7 @@ void load(NodeParts& p) {
   sinks.accounts_adopted = [&service = p.service] { service.accounts_adopted(); };
   sinks.expect_sessions = [&service = p.service](uint64_t sessions) { service.expect_sessions(sessions); };
   sinks.sessions_adopted = [&service = p.service] { service.sessions_adopted(); };
+  sinks.legacy_session_digests = [&service = p.service] { service.legacy_session_digests(); };
   sinks.parser_scope = [] { return std::make_shared<accounts::IndexThread>(); };
   // The reader mostly waits for PostgreSQL; the parsers fill the index (lock-free, so they scale).
   sinks.parsers = std::max(1u, std::thread::hardware_concurrency());

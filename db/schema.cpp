@@ -70,6 +70,14 @@ const std::vector<std::string>& migrations() {
            accounts     uuid[] NOT NULL,
            sessions     uuid[] NOT NULL DEFAULT '{}'
          );)",
+      // 5: session tokens are digested with SHA-256 from here on (accounts/secrets.hpp: faster
+      // on every WHOAMI). The sessions already stored keep their BLAKE2b digests and are marked,
+      // so that the daemon also looks a token up by BLAKE2b while any of them is left; rows
+      // inserted without the column are of the new kind. The partial index finds the old ones at
+      // once and stays empty once they are gone.
+      R"(ALTER TABLE sessions ADD COLUMN blake2b_digest boolean NOT NULL DEFAULT true;
+         ALTER TABLE sessions ALTER COLUMN blake2b_digest SET DEFAULT false;
+         CREATE INDEX sessions_blake2b_digest ON sessions (id) WHERE blake2b_digest;)",
   };
   return list;
 }

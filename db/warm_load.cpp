@@ -221,6 +221,11 @@ uint64_t warm_load(const std::string& url, LoadProgress& progress, const LoadSin
       },
       [&] { sessions.row(progress.sessions.fetch_add(1, std::memory_order_relaxed) + 1); });
   if (sinks.sessions_adopted) sinks.sessions_adopted();
+  auto legacy = exec(c.get(), "SELECT EXISTS (SELECT 1 FROM sessions WHERE blake2b_digest)", PGRES_TUPLES_OK);
+  if (PQntuples(legacy.get()) == 1 && std::string_view(PQgetvalue(legacy.get(), 0, 0)) == "t") {
+    spdlog::info("warm-load: some sessions were opened before schema 5; their tokens are also looked up by BLAKE2b");
+    if (sinks.legacy_session_digests) sinks.legacy_session_digests();
+  }
   exec(c.get(), "COMMIT", PGRES_COMMAND_OK);
 
   uint64_t rows = progress.rows.load();

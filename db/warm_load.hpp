@@ -36,6 +36,8 @@ struct LoadSinks {
   std::function<void()> accounts_adopted;
   std::function<void(uint64_t)> expect_sessions;
   std::function<void()> sessions_adopted;
+  // When any stored session's digest is BLAKE2b (opened before schema 5). May be empty.
+  std::function<void()> legacy_session_digests;
   // Runs at the start of each parser thread and holds what the thread needs (e.g. its attachment
   // to the index) until the thread ends.
   std::function<std::shared_ptr<void>()> parser_scope = [] { return std::shared_ptr<void>(); };

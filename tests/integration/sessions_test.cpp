@@ -1,6 +1,7 @@
 // Sessions (issue 11) against the real daemon: opening, checking, listing, ending, expiry, the
 // per-account bound, durability across restarts and kill -9, and a check racing a revocation.
 #include <signal.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <atomic>
@@ -365,6 +366,66 @@ TEST_CASE("sessions survive a restart and kill -9, ended ones stay ended, idle t
   for (const auto& s : kept) CHECK(valid(c, s.token));
   for (const auto& s : ended) CHECK_FALSE(valid(c, s.token));
   CHECK(field(c.call("WHOAMI " + kept[3].token), "session") == kept[3].session);
+}
+
+// Schema 5 moved session tokens from BLAKE2b-256 to SHA-256 digests (accounts/secrets.hpp). The
+// sessions stored before keep working until they end, and only they are looked up by BLAKE2b.
+TEST_CASE("session tokens are stored as SHA-256, and sessions stored as BLAKE2b before schema 5 check and end until gone", "[sessions][persistence]") {
+  PgServer pg;
+  Settings settings{{"database.url", pg.url_setting()}};
+  // What a daemon before schema 5 stored for a token: libsodium's BLAKE2b-256, in hex.
+  auto blake2b_hex = [](const std::string& token) {
+    unsigned char digest[32];
+    crypto_generichash(digest, sizeof digest, reinterpret_cast<const unsigned char*>(token.data()), token.size(),
+                       nullptr, 0);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+    return std::string(hex);
+  };
+  auto store = [&](const std::string& session, const std::string& account, const std::string& token, bool marked) {
+    pg.sql("INSERT INTO sessions (id, account_id, token_digest, created_ms, last_used_ms, expires_ms, blake2b_digest) "
+           "SELECT '" + session + "', '" + account + "', '" + blake2b_hex(token) + "', now_ms, now_ms, now_ms + 86400000, " +
+           (marked ? "true" : "false") + " FROM (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms) n");
+  };
+  const std::string old_token = "oldTokenFromBeforeSchema5_" + std::string(17, 'x');
+  const std::string unmarked_token = "unmarkedBlake2bDigest_" + std::string(21, 'y');
+  const std::string old_session = "01a20cc1-0000-7000-8000-00000000b1ac", unmarked_session = "01a20cc1-0000-7000-8000-00000000b1ad";
+  REQUIRE(old_token.size() == 43);
+  REQUIRE(unmarked_token.size() == 43);
+  std::string id;
+  Opened fresh;
+  {
+    Daemon daemon(settings);
+    daemon.wait_ready();
+    Client c(daemon.port());
+    id = active_account(c, "digests@example.com");
+    fresh = open_session(c, "digests@example.com");
+    // PostgreSQL's own sha256() finds the row, and it is of the new kind.
+    CHECK(pg.sql("SELECT blake2b_digest FROM sessions WHERE token_digest = encode(sha256('" + fresh.token +
+                 "'::bytea), 'hex')") == "f\n");
+    REQUIRE(daemon.stop() == 0);
+  }
+  store(old_session, id, old_token, true);
+  {
+    Daemon daemon(settings);
+    daemon.wait_ready();
+    Client c(daemon.port());
+    CHECK(field(c.call("WHOAMI " + old_token), "session") == old_session);
+    CHECK(field(c.call("WHOAMI " + fresh.token), "session") == fresh.session);
+    CHECK_FALSE(valid(c, "neverIssuedTokenOfTheRightShape_" + std::string(11, 'z')));
+    CHECK(starts_with(c.call("LOGOUT " + old_token), "OK "));
+    CHECK_FALSE(valid(c, old_token));
+    CHECK(pg.sql("SELECT count(*) FROM sessions WHERE blake2b_digest") == "0\n");
+    REQUIRE(daemon.stop() == 0);
+  }
+  // With no marked row left, BLAKE2b is not tried: a row that holds one unmarked does not check.
+  store(unmarked_session, id, unmarked_token, false);
+  Daemon daemon(settings);
+  daemon.wait_ready();
+  Client c(daemon.port());
+  CHECK_FALSE(valid(c, unmarked_token));
+  CHECK(valid(c, fresh.token));
+  CHECK(field(c.call("STATS"), "sessions") == "2");  // loaded, just never found by that token
 }
 
 TEST_CASE("thousands of stored sessions, out of order, load onto their accounts oldest first", "[sessions][persistence]") {
