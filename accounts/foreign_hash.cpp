@@ -212,21 +212,26 @@ HashCheck check_firebase(std::string_view hash) {
 
 bool same_bytes(const Bytes& a, const Bytes& b) { return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
 
-bool verify_crypt(const std::string& hash, std::string_view password) {
+// Each verifier answers nullopt when the library could not compute the hash at all (its memory
+// could not be allocated), which is not a wrong password: see verify_foreign.
+std::optional<bool> verify_crypt(const std::string& hash, std::string_view password) {
   auto data = std::make_unique<crypt_data>();
   std::string phrase(password);
+  // crypt_rn gives a null pointer only when it could not hash (check_hash has vetted the setting).
   const char* out = crypt_rn(phrase.c_str(), hash.c_str(), data.get(), sizeof(crypt_data));
-  bool same = out != nullptr && out[0] != '*' && std::strlen(out) == hash.size() &&
-              CRYPTO_memcmp(out, hash.data(), hash.size()) == 0;
+  std::optional<bool> same;
+  if (out != nullptr)
+    same = out[0] != '*' && std::strlen(out) == hash.size() && CRYPTO_memcmp(out, hash.data(), hash.size()) == 0;
   sodium_memzero(data.get(), sizeof(crypt_data));
   return same;
 }
 
-bool pbkdf2(std::string_view password, const Bytes& salt, uint64_t rounds, const EVP_MD* digest, const Bytes& expected) {
+std::optional<bool> pbkdf2(std::string_view password, const Bytes& salt, uint64_t rounds, const EVP_MD* digest,
+                           const Bytes& expected) {
   Bytes out(expected.size());
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(), static_cast<int>(salt.size()),
                         static_cast<int>(rounds), digest, static_cast<int>(out.size()), out.data()) != 1)
-    return false;
+    return std::nullopt;
   return same_bytes(out, expected);
 }
 
@@ -239,13 +244,13 @@ std::optional<Bytes> scrypt(std::string_view password, const Bytes& salt, uint64
   return out;
 }
 
-bool verify_firebase(std::string_view hash, std::string_view password) {
+std::optional<bool> verify_firebase(std::string_view hash, std::string_view password) {
   auto parts = split(hash, '$');
   auto p = params<2>(parts[2], {"ln", "r"});
   Bytes salt = *base64(parts[3]), separator = *base64(parts[4]), key = *base64(parts[5]), expected = *base64(parts[6]);
   salt.insert(salt.end(), separator.begin(), separator.end());
   auto derived = scrypt(password, salt, (*p)[0], (*p)[1], 1, 32);
-  if (!derived) return false;
+  if (!derived) return std::nullopt;
   // The hash is the signer key encrypted with AES-256-CTR under the derived key, IV zero.
   std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
   uint8_t iv[16] = {};
@@ -253,8 +258,10 @@ bool verify_firebase(std::string_view hash, std::string_view password) {
   int n = 0, tail = 0;
   if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_ctr(), nullptr, derived->data(), iv) != 1 ||
       EVP_EncryptUpdate(ctx.get(), out.data(), &n, key.data(), static_cast<int>(key.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &tail) != 1)
-    return false;
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &tail) != 1) {
+    sodium_memzero(derived->data(), derived->size());
+    return std::nullopt;
+  }
   out.resize(static_cast<size_t>(n + tail));
   sodium_memzero(derived->data(), derived->size());
   return same_bytes(out, expected);
@@ -303,7 +310,7 @@ HashCheck check_hash(std::string_view hash) {
   return refuse("unknown password hash format (docs/IMPORT.md lists the known ones)");
 }
 
-bool verify_foreign(const std::string& hash, std::string_view password) {
+std::optional<bool> verify_foreign(const std::string& hash, std::string_view password) {
   auto checked = check_hash(hash);
   if (!checked.scheme) return false;
   auto parts = split(hash, '$');
@@ -327,7 +334,8 @@ bool verify_foreign(const std::string& hash, std::string_view password) {
       auto p = params<3>(parts[2], {"ln", "r", "p"});
       Bytes expected = *base64(parts[4]);
       auto out = scrypt(password, *base64(parts[3]), (*p)[0], (*p)[1], (*p)[2], expected.size());
-      return out && same_bytes(*out, expected);
+      if (!out) return std::nullopt;
+      return same_bytes(*out, expected);
     }
     case HashScheme::firebase_scrypt:
       return verify_firebase(hash, password);

@@ -38,9 +38,12 @@ HashCheck check_hash(std::string_view hash);
 bool argon2_within_bounds(uint64_t memory_kib, uint64_t passes, uint64_t lanes);
 
 // Verifies `password` against an imported hash (any scheme but argon2id, which secrets.cpp
-// verifies itself). False for a wrong password and for a hash check_hash() refuses.
+// verifies itself). False for a wrong password and for a hash check_hash() refuses; nullopt when
+// the hash could not be computed (libxcrypt, or OpenSSL's PBKDF2 or scrypt, could not allocate
+// its memory), which must not count as a wrong password. (Argon2i and non-canonical Argon2id
+// strings go to crypto_pwhash_str_verify, which answers the same for both, so false.)
 // Slow by design: on the password pool only.
-bool verify_foreign(const std::string& hash, std::string_view password);
+std::optional<bool> verify_foreign(const std::string& hash, std::string_view password);
 
 // Firebase Auth's modified scrypt. `auth:export` gives each user's passwordHash and salt; the
 // project's hash parameters (Console -> Authentication -> Password hash parameters) give the

@@ -32,9 +32,10 @@ bool same_digest(const TokenDigest& a, const TokenDigest& b);  // constant time
 
 // Slow by design: run these on the password pool, never on an I/O thread. verify_password also
 // takes the imported schemes of accounts/foreign_hash.hpp, and needs_rehash is true for them.
-// hash_password throws, and verify_password answers nullopt, when Argon2's work area cannot be
-// mapped (out of memory): neither is a wrong password. (An imported hash of another scheme, or an
-// Argon2id string libsodium did not write, still answers false then.)
+// hash_password throws, and verify_password answers nullopt, when a hash's work area cannot be
+// allocated (out of memory): neither is a wrong password. That holds for every imported scheme
+// too, but for Argon2i and Argon2id strings libsodium did not write (foreign_hash.hpp), which
+// still answer false then.
 std::string hash_password(std::string_view password, const HashParams& params);
 std::optional<bool> verify_password(const std::string& hash, std::string_view password);
 bool needs_rehash(const std::string& hash, const HashParams& params);

@@ -81,7 +81,8 @@ asio::awaitable<std::optional<std::string>> AccountService::hash_on_pool(std::st
       try {
         if (run) hash = hash_password(password, settings_.hash);
       } catch (const std::exception& e) {  // out of memory: BUSY, where an escaping throw would end the daemon
-        spdlog::error("password hashing failed: {}", e.what());
+        if (uint64_t left_out = 0; hash_failure_log_.allow(left_out))
+          spdlog::error("password hashing failed: {} ({} such lines left out before this one)", e.what(), left_out);
       }
       done(std::move(hash));
     };
@@ -92,11 +93,14 @@ asio::awaitable<std::optional<std::string>> AccountService::hash_on_pool(std::st
 
 asio::awaitable<std::optional<bool>> AccountService::verify_on_pool(std::string hash, std::string password) {
   auto start = [this, hash = std::move(hash), password = std::move(password)](Completion<std::optional<bool>> done) mutable {
-    PasswordPool::Work work = [hash = std::move(hash), password = std::move(password), done = std::move(done)](bool run) mutable {
+    PasswordPool::Work work = [this, hash = std::move(hash), password = std::move(password),
+                               done = std::move(done)](bool run) mutable {
       std::optional<bool> verified;
       if (run) {
         verified = verify_password(hash, password);
-        if (!verified) spdlog::error("password verification failed: out of memory for the hash's work area");
+        if (uint64_t left_out = 0; !verified && hash_failure_log_.allow(left_out))
+          spdlog::error("password verification failed: the hash could not be computed, out of memory for its work "
+                        "area ({} such lines left out before this one)", left_out);
       }
       done(verified);
     };

@@ -21,6 +21,7 @@
 #include "accounts/follow.hpp"
 #include "accounts/index.hpp"
 #include "accounts/lifecycle.hpp"
+#include "accounts/log_limiter.hpp"
 #include "accounts/password_pool.hpp"
 #include "accounts/throttle.hpp"
 #include "protocol/reply.hpp"
@@ -244,6 +245,9 @@ class AccountService {
   std::atomic<uint64_t> apply_seq_{0};  // odd while apply() runs
   std::atomic<bool> read_only_{false};
   std::atomic<bool> legacy_session_digests_{false};
+  // A machine out of memory fails every hash at once, as fast as requests come: one log line for
+  // each would let any client grow the log without bound.
+  LogLimiter hash_failure_log_{5};
   std::function<void(Touches)> forward_touches_;
   SessionIndex sessions_;
 };

@@ -35,10 +35,11 @@ std::string reply_field(const protocol::Reply& reply, std::string_view key) {
 
 Audit::Audit() : journald_(std::getenv("JOURNAL_STREAM") != nullptr) {}
 
-LogLimiter& Audit::limiter(std::string_view name) {
+accounts::LogLimiter& Audit::limiter(std::string_view name) {
   std::lock_guard lock(mutex_);
   auto it = limiters_.find(name);
-  if (it == limiters_.end()) it = limiters_.emplace(std::string(name), std::make_unique<LogLimiter>(kPerSecond)).first;
+  if (it == limiters_.end())
+    it = limiters_.emplace(std::string(name), std::make_unique<accounts::LogLimiter>(kPerSecond)).first;
   return *it->second;
 }
 

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "daemon/log_limiter.hpp"
+#include "accounts/log_limiter.hpp"
 #include "protocol/command_table.hpp"
 
 namespace accountsd {
@@ -29,10 +29,10 @@ class Audit {
   static constexpr uint32_t kPerSecond = 100;
 
  private:
-  LogLimiter& limiter(std::string_view name);
+  accounts::LogLimiter& limiter(std::string_view name);
   bool journald_;
   std::mutex mutex_;  // guards limiters_
-  std::map<std::string, std::unique_ptr<LogLimiter>, std::less<>> limiters_;
+  std::map<std::string, std::unique_ptr<accounts::LogLimiter>, std::less<>> limiters_;
 };
 
 // The audit events a reply stands for, if any: `command` with `args` answered `reply` for the

@@ -19,7 +19,7 @@
 #include "daemon/audit.hpp"
 #include "daemon/clients.hpp"
 #include "daemon/config.hpp"
-#include "daemon/log_limiter.hpp"
+#include "accounts/log_limiter.hpp"
 #include "db/lease.hpp"
 #include "db/warm_load.hpp"
 #include "protocol/command_table.hpp"
@@ -105,7 +105,7 @@ class Server {
   // Connections that still have to AUTH: capped by server.max_unauthenticated.
   void count_unauthenticated(int delta) { unauthenticated_.fetch_add(delta, std::memory_order_relaxed); }
   size_t unauthenticated() const { return static_cast<size_t>(unauthenticated_.load(std::memory_order_relaxed)); }
-  LogLimiter& auth_failure_log() { return auth_failure_log_; }
+  accounts::LogLimiter& auth_failure_log() { return auth_failure_log_; }
 
   void count_request() { requests_.fetch_add(1, std::memory_order_relaxed); }
   // Where requests are counted for Prometheus; null when metrics are off. Set before serving.
@@ -150,9 +150,9 @@ class Server {
   std::atomic<bool> readonly_{false};
   const NodeRole* role_ = nullptr;
   std::atomic<const db::Lease*> lease_{nullptr};
-  LogLimiter accept_error_log_{5};
-  LogLimiter refusal_log_{5};
-  LogLimiter auth_failure_log_{20};
+  accounts::LogLimiter accept_error_log_{5};
+  accounts::LogLimiter refusal_log_{5};
+  accounts::LogLimiter auth_failure_log_{20};
   mutable std::mutex mutex_;  // guards sessions_, clients_, by_client_, tls_, fenced_reason_ and readonly_message_
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions_;
   std::shared_ptr<const ClientList> clients_;

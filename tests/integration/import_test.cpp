@@ -105,6 +105,33 @@ TEST_CASE("import: every hash format logs in, is re-hashed to Argon2id, and a re
   std::remove(file.c_str());
 }
 
+// A machine out of memory must not turn an owner's right password into a wrong one: that would
+// count towards the lockout, and an attacker who can exhaust memory could lock anyone out.
+TEST_CASE("import: an imported hash that runs out of memory answers BUSY, not a wrong password, and locks nobody out",
+          "[import][security]") {
+  json vector = json::parse(run_command("/usr/bin/python3 " + std::string(ACCOUNTSD_SOURCE_DIR) +
+                                        "/tests/vectors/make_hash_vectors.py --scrypt-64mib"));
+  const std::string password = vector["password"];
+  PgServer pg;
+  Settings settings{{"database.url", pg.url_setting()}};
+  auto [file, flags] = import_file_and_flags({vector});
+  auto [status, output] = run_accountsd(settings, "import " + file + flags);
+  INFO(output);
+  REQUIRE(status == 0);
+  Daemon daemon(settings);
+  daemon.wait_ready();
+  Client c(daemon.port());
+  // OpenSSL's scrypt needs 64 MiB for this hash; 32 MiB above what the daemon has mapped is less.
+  daemon.cap_address_space(32u << 20);
+  for (int i = 0; i < 8; ++i)  // more than lockout_threshold (5)
+    CHECK(starts_with(c.call("LOGIN " + email_of(0) + " \"" + password + "\""), "ERR BUSY "));
+  daemon.lift_address_space();
+  CHECK(starts_with(c.call("LOGIN " + email_of(0) + " \"" + password + "\""), "OK "));
+  CHECK(daemon.log().find("the hash could not be computed") != std::string::npos);
+  // And it was re-hashed: Argon2id from now on.
+  CHECK(pg.sql("SELECT password_hash LIKE '$argon2id$%' FROM accounts") == "t\n");
+}
+
 TEST_CASE("import: bad lines are reported by number, all or nothing unless --skip-bad", "[import]") {
   PgServer pg;
   Settings settings{{"database.url", pg.url_setting()}};

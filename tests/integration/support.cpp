@@ -268,6 +268,21 @@ long Daemon::rss_kib() const {
   return -1;
 }
 
+void Daemon::cap_address_space(size_t extra) const {
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  rlim_t mapped = 0;
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("VmSize:")) mapped = std::stoull(line.substr(7)) * 1024;  // kB
+  if (mapped == 0) throw std::runtime_error("no VmSize for the daemon");
+  rlimit cap{mapped + extra, RLIM_INFINITY};
+  if (prlimit(pid_, RLIMIT_AS, &cap, nullptr) != 0) throw std::runtime_error("prlimit failed");
+}
+
+void Daemon::lift_address_space() const {
+  rlimit lifted{RLIM_INFINITY, RLIM_INFINITY};
+  if (prlimit(pid_, RLIMIT_AS, &lifted, nullptr) != 0) throw std::runtime_error("prlimit failed");
+}
+
 double Daemon::cpu_seconds() const {
   std::string stat = read_file("/proc/" + std::to_string(pid_) + "/stat");
   std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "

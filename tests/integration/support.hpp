@@ -97,6 +97,10 @@ class Daemon {
   std::string log() const;  // everything the daemon wrote to stderr so far
   long rss_kib() const;     // resident memory, from /proc
   double cpu_seconds() const;  // user + system CPU time used so far, from /proc
+  // Caps the daemon's address space `extra` bytes above what it has mapped now (RLIMIT_AS, soft
+  // limit only), so that a large allocation fails while everything else goes on; and lifts it.
+  void cap_address_space(size_t extra) const;
+  void lift_address_space() const;
 
  private:
   friend std::pair<int, std::string> run_to_exit(const Settings&, std::chrono::seconds);

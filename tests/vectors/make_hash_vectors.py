@@ -7,6 +7,7 @@ that other systems use to make these hashes: passlib (Django, passlib PBKDF2 and
 *-crypt family), the bcrypt module, argon2-cffi, mkpasswd (yescrypt), and for Firebase Python's
 hashlib.scrypt with `openssl enc -aes-256-ctr`, the way the firebase/scrypt reference computes it.
 Usage: make_hash_vectors.py [--cheap]   (--cheap: the lowest costs each scheme allows, for speed)
+       make_hash_vectors.py --scrypt-64mib   (one passlib scrypt hash whose work area is 64 MiB)
 """
 import base64
 import binascii
@@ -22,6 +23,10 @@ from argon2.low_level import Type, hash_secret
 from passlib import hash as ph
 
 cheap = "--cheap" in sys.argv
+if "--scrypt-64mib" in sys.argv:  # N = 2^16, r = 8: 128 * r * N bytes
+    print(json.dumps(dict(scheme="scrypt", password="scrypt pass 18",
+                          hash=ph.scrypt.using(rounds=16, block_size=8).hash("scrypt pass 18"))))
+    sys.exit(0)
 
 
 def emit(scheme, password, hashed, **extra):

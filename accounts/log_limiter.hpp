@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <mutex>
 
-namespace accountsd {
+namespace accounts {
 
 class LogLimiter {
  public:
@@ -40,4 +40,4 @@ class LogLimiter {
   uint64_t suppressed_ = 0;
 };
 
-}  // namespace accountsd
+}  // namespace accounts
