@@ -192,9 +192,8 @@ void AccountService::adopt(std::span<AccountRecord> records) {
   // Each insert waits for a slot line and a shard that are nowhere in the cache: fetching them
   // for the whole batch first lets those waits overlap (docs/BENCHMARKS.md, "Warm-load: the
   // index sized from the planner's estimate and filled a batch at a time").
-  constexpr size_t kBatch = 16;
-  if (records.size() > kBatch) throw std::logic_error("adopt: a batch of more than 16 records");
-  AccountIndex::Hashes hashes[kBatch];
+  if (records.size() > kAdoptBatch) throw std::logic_error("adopt: a batch of more than kAdoptBatch records");
+  AccountIndex::Hashes hashes[kAdoptBatch];
   for (size_t i = 0; i < records.size(); ++i) hashes[i] = index_->prefetch_insert(records[i].id, records[i].email);
   for (size_t i = 0; i < records.size(); ++i) {
     auto account = std::make_shared<Account>(std::move(records[i]), Account::Presence::live);
@@ -217,8 +216,7 @@ void AccountService::expect_sessions(uint64_t sessions) {
 
 void AccountService::adopt_sessions(std::span<SessionRow> rows) {
   // As in adopt(): the slots of the whole batch first, so that their cache misses overlap.
-  constexpr size_t kBatch = 16;
-  if (rows.size() > kBatch) throw std::logic_error("adopt_sessions: a batch of more than 16 rows");
+  if (rows.size() > kAdoptBatch) throw std::logic_error("adopt_sessions: a batch of more than kAdoptBatch rows");
   for (const SessionRow& row : rows) {
     sessions_.prefetch_insert(row.digest);
     index_->read_ahead_id(row.account);

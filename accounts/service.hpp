@@ -119,7 +119,8 @@ class AccountService {
   void accounts_adopted() { index_->trim(); }
   void expect_sessions(uint64_t sessions);
   void sessions_adopted() { sessions_.trim(); }
-  // Both take rows a few at a time (up to 16), whose index slots they fetch at once.
+  // Both take rows a few at a time (up to kAdoptBatch), whose index slots they fetch at once.
+  static constexpr size_t kAdoptBatch = 16;
   void adopt(std::span<AccountRecord> records);
   void adopt_sessions(std::span<SessionRow> rows);
   // Sessions opened before schema 5 are keyed by their token's BLAKE2b digest, newer ones by its

@@ -63,6 +63,8 @@ db::Lease::Events lease_events(const NodeParts& p) {
 
 // The warm-load into the service; the position of its snapshot goes to p.progress.position.
 void load(NodeParts& p) {
+  static_assert(db::LoadSinks::kAdoptBatch <= accounts::AccountService::kAdoptBatch,
+                "the warm-load hands the service more rows at once than it takes");
   auto started = std::chrono::steady_clock::now();
   db::LoadSinks sinks;
   sinks.adopt = [&service = p.service](std::span<accounts::AccountRecord> records) { service.adopt(records); };
