@@ -1,8 +1,8 @@
 #pragma once
 // A bound on how fast one kind of event may write log lines. Events an attacker can cause at will
-// (refused connections, failed AUTH, accept errors) must not be able to grow the log without
-// bound: at most `per_second` lines a second are written, and the next line written says how
-// many were left out in between.
+// (refused connections, failed AUTH, accept errors, hashes failing for want of memory) must not
+// be able to grow the log without bound: at most `per_second` lines a second are written, and the
+// next line written says how many were left out in between.
 #include <chrono>
 #include <cstdint>
 #include <mutex>

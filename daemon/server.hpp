@@ -16,10 +16,10 @@
 #include <string>
 #include <unordered_map>
 
+#include "accounts/log_limiter.hpp"
 #include "daemon/audit.hpp"
 #include "daemon/clients.hpp"
 #include "daemon/config.hpp"
-#include "accounts/log_limiter.hpp"
 #include "db/lease.hpp"
 #include "db/warm_load.hpp"
 #include "protocol/command_table.hpp"

@@ -382,10 +382,10 @@ TEST_CASE("session tokens are stored as SHA-256, and sessions stored as BLAKE2b 
     sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
     return std::string(hex);
   };
-  auto store = [&](const std::string& session, const std::string& account, const std::string& token, bool marked) {
-    pg.sql("INSERT INTO sessions (id, account_id, token_digest, created_ms, last_used_ms, expires_ms, blake2b_digest) "
-           "SELECT '" + session + "', '" + account + "', '" + blake2b_hex(token) + "', now_ms, now_ms, now_ms + 86400000, " +
-           (marked ? "true" : "false") + " FROM (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms) n");
+  auto store = [&](const std::string& session, const std::string& account, const std::string& token) {
+    pg.sql("INSERT INTO sessions (id, account_id, token_digest, created_ms, last_used_ms, expires_ms) "
+           "SELECT '" + session + "', '" + account + "', '" + blake2b_hex(token) + "', now_ms, now_ms, now_ms + 86400000 "
+           "FROM (SELECT (extract(epoch FROM now()) * 1000)::bigint AS now_ms) n");
   };
   const std::string old_token = "oldTokenFromBeforeSchema5_" + std::string(17, 'x');
   const std::string unmarked_token = "unmarkedBlake2bDigest_" + std::string(21, 'y');
@@ -393,24 +393,27 @@ TEST_CASE("session tokens are stored as SHA-256, and sessions stored as BLAKE2b 
   REQUIRE(old_token.size() == 43);
   REQUIRE(unmarked_token.size() == 43);
   std::string id;
-  Opened fresh;
   {
     Daemon daemon(settings);
     daemon.wait_ready();
     Client c(daemon.port());
     id = active_account(c, "digests@example.com");
-    fresh = open_session(c, "digests@example.com");
-    // PostgreSQL's own sha256() finds the row, and it is of the new kind.
-    CHECK(pg.sql("SELECT blake2b_digest FROM sessions WHERE token_digest = encode(sha256('" + fresh.token +
-                 "'::bytea), 'hex')") == "f\n");
     REQUIRE(daemon.stop() == 0);
   }
-  store(old_session, id, old_token, true);
+  // The database as schema 4 left it, holding a session a daemon of then opened.
+  pg.sql("ALTER TABLE sessions DROP COLUMN blake2b_digest; DELETE FROM schema_migrations WHERE version = 5");
+  store(old_session, id, old_token);
+  Opened fresh;
   {
-    Daemon daemon(settings);
+    Daemon daemon(settings);  // migrates to schema 5, which marks the stored session
     daemon.wait_ready();
     Client c(daemon.port());
+    CHECK(pg.sql("SELECT blake2b_digest FROM sessions WHERE id = '" + old_session + "'") == "t\n");
     CHECK(field(c.call("WHOAMI " + old_token), "session") == old_session);
+    fresh = open_session(c, "digests@example.com");
+    // PostgreSQL's own sha256() finds the new row, and it is of the new kind.
+    CHECK(pg.sql("SELECT blake2b_digest FROM sessions WHERE token_digest = encode(sha256('" + fresh.token +
+                 "'::bytea), 'hex')") == "f\n");
     CHECK(field(c.call("WHOAMI " + fresh.token), "session") == fresh.session);
     CHECK_FALSE(valid(c, "neverIssuedTokenOfTheRightShape_" + std::string(11, 'z')));
     CHECK(starts_with(c.call("LOGOUT " + old_token), "OK "));
@@ -419,7 +422,7 @@ TEST_CASE("session tokens are stored as SHA-256, and sessions stored as BLAKE2b 
     REQUIRE(daemon.stop() == 0);
   }
   // With no marked row left, BLAKE2b is not tried: a row that holds one unmarked does not check.
-  store(unmarked_session, id, unmarked_token, false);
+  store(unmarked_session, id, unmarked_token);
   Daemon daemon(settings);
   daemon.wait_ready();
   Client c(daemon.port());
