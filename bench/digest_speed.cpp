@@ -59,5 +59,7 @@ int main(int argc, char** argv) {
   for (size_t k = 0; k < digests.size(); ++k) std::printf("%-40s%s\n", digests[k].first, lines[k].c_str());
   EVP_MD_CTX_free(context);
   EVP_MD_free(sha256);
-  return sink == 1 ? 1 : 0;  // keeps the digests from being optimised away
+  std::fflush(stdout);
+  std::fprintf(stderr, "(checksum %u)\n", sink);  // uses every digest, so none is optimised away
+  return 0;
 }
