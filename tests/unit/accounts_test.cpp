@@ -27,6 +27,7 @@
 #include "accounts/throttle.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
+#include "db/rows.hpp"
 
 #include <sodium.h>
 
@@ -114,11 +115,7 @@ TEST_CASE("tokens: 256 random bits, URL-safe, kept only as a digest", "[secrets]
   CHECK(same_digest(digest_token(t1), digest_token(t1)));
   CHECK_FALSE(same_digest(digest_token(t1), digest_token(t2)));
   // Sessions: SHA-256 (FIPS 180-2's "abc" vector, and its two-block one), not the BLAKE2b above.
-  auto hex = [](const TokenDigest& d) {
-    std::string out;
-    for (uint8_t b : d) out += "0123456789abcdef"[b >> 4], out += "0123456789abcdef"[b & 15];
-    return out;
-  };
+  using db::hex;  // the digest's hex as the writer stores it
   CHECK(hex(session_digest("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(hex(session_digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")) ==
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
