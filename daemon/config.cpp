@@ -280,7 +280,11 @@ const Setter* setter_for(const std::string& key) {
 
 void finish(Config& config) {
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  if (config.server.threads == 0) config.server.threads = cores;
+  // One core is left to the password workers, the writer and whatever shares the machine (often
+  // PostgreSQL or the application): on two cores one loop served reads at pipeline depth 1 1.3x
+  // faster, with a third of the p99, than two (docs/BENCHMARKS.md, "One I/O thread fewer than
+  // the cores").
+  if (config.server.threads == 0) config.server.threads = std::max(1u, cores - 1);
   config.accounts.hash_workers = config.password_workers == 0 ? cores : config.password_workers;
   config.accounts.write_timeout = std::chrono::seconds(config.database.write_timeout_s);
 }
