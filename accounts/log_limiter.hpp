@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 namespace accounts {
 
@@ -15,6 +17,12 @@ class LogLimiter {
 
   // True when this event may be logged now; `suppressed` is then how many were not logged since
   // the last one that was (0 most of the time). Any thread.
+  // What the line that is logged adds for those: " (N more WHAT not logged)", or nothing.
+  static std::string not_logged(uint64_t suppressed, std::string_view what) {
+    if (suppressed == 0) return {};
+    return " (" + std::to_string(suppressed) + " more " + std::string(what) + " not logged)";
+  }
+
   bool allow(uint64_t& suppressed) {
     auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);

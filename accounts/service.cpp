@@ -17,11 +17,6 @@ using namespace replies;
 
 namespace {
 
-// What a rate-limited log line adds when lines before it were not logged.
-std::string not_logged(uint64_t suppressed) {
-  return suppressed ? " (" + std::to_string(suppressed) + " more failures not logged)" : std::string();
-}
-
 // The fate of one write, handed to whoever waits for it when it arrives: the job itself (within
 // write_timeout), or afterwards a late settlement posted into the account's actor.
 struct WriteTicket {
@@ -87,7 +82,7 @@ asio::awaitable<std::optional<std::string>> AccountService::hash_on_pool(std::st
         if (run) hash = hash_password(password, settings_.hash);
       } catch (const std::exception& e) {  // out of memory: BUSY, where an escaping throw would end the daemon
         if (uint64_t suppressed = 0; hash_failure_log_.allow(suppressed))
-          spdlog::error("password hashing failed: {}{}", e.what(), not_logged(suppressed));
+          spdlog::error("password hashing failed: {}{}", e.what(), LogLimiter::not_logged(suppressed, "failures"));
       }
       done(std::move(hash));
     };
@@ -105,7 +100,7 @@ asio::awaitable<std::optional<bool>> AccountService::verify_on_pool(std::string 
         verified = verify_password(hash, password);
         if (uint64_t suppressed = 0; !verified && hash_failure_log_.allow(suppressed))
           spdlog::error("password verification failed: the hash could not be computed (no memory for its work "
-                        "area?){}", not_logged(suppressed));
+                        "area?){}", LogLimiter::not_logged(suppressed, "failures"));
       }
       done(verified);
     };

@@ -201,7 +201,7 @@ asio::awaitable<void> Server::accept_tcp(asio::ip::tcp::acceptor& acceptor, bool
       uint64_t suppressed = 0;
       if (accept_error_log_.allow(suppressed))
         spdlog::warn("accept failed: {}; pausing accepts for {} ms{}", ec.message(), backoff.count(),
-                     suppressed ? " (" + std::to_string(suppressed) + " more not logged)" : std::string());
+                     accounts::LogLimiter::not_logged(suppressed, "accept errors"));
       pause.expires_after(backoff);
       co_await pause.async_wait(use_tuple);
       continue;
@@ -250,7 +250,7 @@ asio::awaitable<void> Server::refuse(Socket socket, std::string peer, std::strin
   if (refusal_log_.allow(suppressed))
     spdlog::warn("refusing a connection from {}: {} ({}) reached{}", peer, why,
                  why == "max_connections" ? config_.server.max_connections : config_.server.max_unauthenticated,
-                 suppressed ? "; " + std::to_string(suppressed) + " more refusals not logged" : std::string());
+                 accounts::LogLimiter::not_logged(suppressed, "refusals"));
   auto line = protocol::Reply::error(protocol::Error::too_many_connections,
                                      why == "max_connections" ? "server is at max_connections; try again later"
                                                               : "too many connections waiting to authenticate; try again later")

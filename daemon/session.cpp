@@ -151,8 +151,8 @@ asio::awaitable<protocol::Reply> Session::authenticate(std::string_view name, st
                                         {"failures", std::to_string(auth_failures_)}});
   uint64_t suppressed = 0;
   if (server_.auth_failure_log().allow(suppressed))
-    spdlog::warn("failed AUTH from {} ({} on this connection{})", peer_, auth_failures_,
-                 suppressed ? ", " + std::to_string(suppressed) + " more failures not logged" : std::string());
+    spdlog::warn("failed AUTH from {} ({} on this connection){}", peer_, auth_failures_,
+                 accounts::LogLimiter::not_logged(suppressed, "failures"));
   // Each failure costs the guesser more time: 0.1 s, 0.2 s, 0.4 s, ... and then the connection.
   asio::steady_timer delay(co_await asio::this_coro::executor, kFirstAuthDelay * (1 << (auth_failures_ - 1)));
   co_await delay.async_wait(use_tuple);
