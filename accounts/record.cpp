@@ -25,10 +25,6 @@ std::optional<State> parse_state(std::string_view name) {
   return std::nullopt;
 }
 
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 // Every reply that shows an account formats two or three of these: calendar arithmetic and
 // digits by hand, no gmtime_r and no snprintf (the read path's profile showed both).

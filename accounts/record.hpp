@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "accounts/clock.hpp"
 #include "accounts/compact_string.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
@@ -60,7 +61,6 @@ struct AccountRecord {
   bool operator==(const AccountRecord&) const = default;
 };
 
-int64_t now_ms();
 // RFC 3339 UTC with milliseconds, in a fixed buffer (replies use it without allocating).
 struct TimeText {
   char chars[24];

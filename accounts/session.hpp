@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "accounts/clock.hpp"
 #include "accounts/function_ref.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
@@ -52,6 +53,11 @@ class Session {
   }
   bool valid(int64_t now, int64_t idle_ms) const {
     return !ended.load(std::memory_order_acquire) && now < expiry(idle_ms);
+  }
+  // The same, given a coarse reading of the wall clock (accounts/clock.hpp): the check on every
+  // WHOAMI, which reads the exact clock only near the expiry.
+  bool valid_coarse(int64_t coarse_now, int64_t idle_ms) const {
+    return !ended.load(std::memory_order_acquire) && deadline_ahead(expiry(idle_ms), coarse_now, now_ms);
   }
 
  private:

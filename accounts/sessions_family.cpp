@@ -111,7 +111,9 @@ SessionRef AccountService::find_session(std::string_view token) const {
 
 asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
   if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
-  int64_t now = now_ms();
+  // Coarse: earlier than the exact time by up to a tick, which a last use may lose (it is kept in
+  // whole seconds anyway); near the expiry the exact clock decides (accounts/clock.hpp).
+  int64_t now = coarse_wall_ms();
   int64_t idle = settings_.session_idle_s * 1000;
   settle_read_ahead();
   auto digest = token_digest(token);
@@ -119,7 +121,7 @@ asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
     auto reply = Reply::ok();
     bool valid = false;
     visit_session(token, digest, [&](Session& session) {
-      if (!session.valid(now, idle) || !session.account->add_view_to(reply)) return;
+      if (!session.valid_coarse(now, idle) || !session.account->add_view_to(reply)) return;
       session.used(now);  // the sweep writes it, lazily
       reply.field("session", session.id.text().view()).field("expires", time_text(session.expiry(idle)).view());
       valid = true;

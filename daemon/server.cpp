@@ -11,6 +11,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "accounts/clock.hpp"
 #include "daemon/session.hpp"
 #include "daemon/tls.hpp"
 
@@ -347,8 +348,10 @@ std::string Server::fenced_reason() const {
   }
   const db::Lease* lease = lease_.load(std::memory_order_acquire);
   if (lease == nullptr) return {};
-  int64_t late = db::Lease::steady_ms() - lease->valid_until_ms();
-  if (late <= 0) return {};
+  // Asked on every request: the coarse clock answers while the lease is well inside its time,
+  // the exact one near the end (accounts/clock.hpp).
+  if (accounts::deadline_ahead(lease->valid_until_ms() + 1, accounts::coarse_steady_ms(), db::Lease::steady_ms))
+    return {};
   return "this daemon could not confirm its database lease in time and does not answer for the accounts until it "
          "does; nothing was done; retry shortly";
 }

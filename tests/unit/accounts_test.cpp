@@ -7,6 +7,7 @@
 #include <asio/strand.hpp>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "accounts/account.hpp"
+#include "accounts/clock.hpp"
 #include "accounts/compact_string.hpp"
 #include "accounts/email.hpp"
 #include "accounts/foreign_hash.hpp"
@@ -94,6 +96,36 @@ TEST_CASE("UUIDv7: canonical text, version and variant bits, time order, parsing
   std::set<std::string> seen;
   for (int i = 0; i < 10000; ++i) seen.insert(Uuid::v7(1).to_string());
   CHECK(seen.size() == 10000);  // same millisecond, still unique
+}
+
+TEST_CASE("clock: a deadline near a coarse reading is decided by the exact clock", "[clock]") {
+  int exact_reads = 0;
+  auto exact_at = [&](int64_t t) {
+    return [&exact_reads, t] {
+      ++exact_reads;
+      return t;
+    };
+  };
+  // Far away: the coarse reading decides, and the exact clock is not read.
+  CHECK(deadline_ahead(10'000, 10'000 - kCoarseMarginMs - 1, exact_at(20'000)));
+  CHECK(exact_reads == 0);
+  // Within the margin, or past it: only the exact clock decides.
+  CHECK(deadline_ahead(10'000, 10'000 - kCoarseMarginMs, exact_at(9'999)));
+  CHECK_FALSE(deadline_ahead(10'000, 9'990, exact_at(10'000)));
+  CHECK_FALSE(deadline_ahead(10'000, 10'050, exact_at(10'050)));
+  CHECK(exact_reads == 3);
+  // The coarse clocks are never ahead of the exact ones, and far less than the margin behind.
+  for (int i = 0; i < 1000; ++i) {
+    int64_t wall = coarse_wall_ms(), steady = coarse_steady_ms();
+    int64_t exact_wall = now_ms();
+    int64_t exact_steady = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    REQUIRE(wall <= exact_wall);
+    REQUIRE(exact_wall - wall < kCoarseMarginMs);
+    REQUIRE(steady <= exact_steady);
+    REQUIRE(exact_steady - steady < kCoarseMarginMs);
+  }
 }
 
 TEST_CASE("UUID hashes spread sequential ids over the low bits the index uses", "[uuid]") {
