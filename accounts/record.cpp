@@ -25,7 +25,6 @@ std::optional<State> parse_state(std::string_view name) {
   return std::nullopt;
 }
 
-
 // Every reply that shows an account formats two or three of these: calendar arithmetic and
 // digits by hand, no gmtime_r and no snprintf (the read path's profile showed both).
 TimeText time_text(int64_t unix_ms) {
