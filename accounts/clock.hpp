@@ -1,9 +1,9 @@
 #pragma once
 // Clocks for the checks made on every request: is a session's expiry still ahead (WHOAMI), is the
 // database lease still confirmed (every command). clock_gettime of CLOCK_REALTIME or
-// CLOCK_MONOTONIC reads the TSC, 48 ns a call on the bench machine and 2-3% of a GET's CPU at
+// CLOCK_MONOTONIC reads the TSC, 41-49 ns a call on the bench machine and 2-3% of a GET's CPU at
 // pipeline depth 16; the _COARSE clocks return the time of the last clock tick (every 4 ms there)
-// in 11 ns. A coarse reading is never later than the exact time, so a deadline far beyond it is
+// in 11-12 ns (build/read_path_speed). A coarse reading is never later than the exact time, so a deadline far beyond it is
 // certainly ahead; within kCoarseMarginMs of one, the exact clock decides, so no deadline is
 // honoured a moment longer than before.
 #include <time.h>
