@@ -3,9 +3,9 @@
 // database lease still confirmed (every command). clock_gettime of CLOCK_REALTIME or
 // CLOCK_MONOTONIC reads the TSC, 41-49 ns a call on the bench machine and 2-3% of a GET's CPU at
 // pipeline depth 16; the _COARSE clocks return the time of the last clock tick (every 4 ms there)
-// in 11-12 ns (build/read_path_speed). A coarse reading is never later than the exact time, so a deadline far beyond it is
-// certainly ahead; within kCoarseMarginMs of one, the exact clock decides, so no deadline is
-// honoured a moment longer than before.
+// in 11-12 ns (build/read_path_speed). A coarse reading is never later than the exact time, so a
+// deadline far beyond it is certainly ahead; within kCoarseMarginMs of one, the exact clock
+// decides, so no deadline is honoured a moment longer than before.
 #include <time.h>
 
 #include <cstdint>
@@ -35,5 +35,8 @@ bool deadline_ahead(int64_t deadline, int64_t coarse, Exact&& exact) {
 
 // Milliseconds since the Unix epoch, exact: what timestamps are made of.
 inline int64_t now_ms() { return clock_ms(CLOCK_REALTIME); }
+// Milliseconds of the monotonic clock (std::chrono::steady_clock's), exact: what timeouts that a
+// change of the wall clock must not move are measured in (the lease, a replica's lag).
+inline int64_t steady_ms() { return clock_ms(CLOCK_MONOTONIC); }
 
 }  // namespace accounts

@@ -15,14 +15,15 @@ class LogLimiter {
  public:
   explicit LogLimiter(uint32_t per_second) : per_second_(per_second) {}
 
-  // True when this event may be logged now; `suppressed` is then how many were not logged since
-  // the last one that was (0 most of the time). Any thread.
-  // What the line that is logged adds for those: " (N more WHAT not logged)", or nothing.
+  // What the line that is logged adds for the lines allow() held back: " (N more WHAT not
+  // logged)", or nothing.
   static std::string not_logged(uint64_t suppressed, std::string_view what) {
     if (suppressed == 0) return {};
     return " (" + std::to_string(suppressed) + " more " + std::string(what) + " not logged)";
   }
 
+  // True when this event may be logged now; `suppressed` is then how many were not logged since
+  // the last one that was (0 most of the time). Any thread.
   bool allow(uint64_t& suppressed) {
     auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);

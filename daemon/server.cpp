@@ -350,7 +350,7 @@ std::string Server::fenced_reason() const {
   if (lease == nullptr) return {};
   // Asked on every request: the coarse clock answers while the lease is well inside its time,
   // the exact one near the end (accounts/clock.hpp).
-  if (accounts::deadline_ahead(lease->valid_until_ms() + 1, accounts::coarse_steady_ms(), db::Lease::steady_ms))
+  if (accounts::deadline_ahead(lease->valid_until_ms() + 1, accounts::coarse_steady_ms(), accounts::steady_ms))
     return {};
   return "this daemon could not confirm its database lease in time and does not answer for the accounts until it "
          "does; nothing was done; retry shortly";

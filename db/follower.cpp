@@ -7,6 +7,7 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "accounts/clock.hpp"
 #include "db/copy.hpp"
 #include "db/rows.hpp"
 
@@ -14,11 +15,6 @@ namespace db {
 namespace {
 
 using namespace std::chrono_literals;
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 Result query(PGconn* c, const std::string& sql) { return exec(c, sql.c_str(), PGRES_TUPLES_OK, "replication query failed"); }
 
@@ -69,7 +65,7 @@ struct Follower::Link {
 };
 
 Follower::Follower(FollowerSettings settings, uint64_t position)
-    : settings_(std::move(settings)), applied_(position), head_(position), caught_up_ms_(steady_ms()) {}
+    : settings_(std::move(settings)), applied_(position), head_(position), caught_up_ms_(accounts::steady_ms()) {}
 
 Follower::~Follower() {
   {
@@ -82,7 +78,7 @@ Follower::~Follower() {
 
 int64_t Follower::lag_ms() const {
   if (connected() && !behind_.load(std::memory_order_relaxed)) return 0;
-  return steady_ms() - caught_up_ms_.load(std::memory_order_relaxed);
+  return accounts::steady_ms() - caught_up_ms_.load(std::memory_order_relaxed);
 }
 
 void Follower::start() {
@@ -124,7 +120,7 @@ bool Follower::step(Link& link) {
   if (must_reload_) {
     reload(link);
     behind_ = false;
-    caught_up_ms_ = steady_ms();
+    caught_up_ms_ = accounts::steady_ms();
     applied_.store(head_.load(), std::memory_order_release);
     return true;
   }
@@ -138,7 +134,7 @@ bool Follower::step(Link& link) {
   head_ = head;
   if (head == from) {
     behind_ = false;
-    caught_up_ms_ = steady_ms();
+    caught_up_ms_ = accounts::steady_ms();
     return false;
   }
   behind_ = true;
@@ -186,7 +182,7 @@ bool Follower::step(Link& link) {
   // Everything this look saw is applied: caught up, as of this snapshot (before applied_, so that
   // whoever sees the new position also sees the lag it leaves).
   behind_ = false;
-  caught_up_ms_ = steady_ms();
+  caught_up_ms_ = accounts::steady_ms();
   applied_.store(head, std::memory_order_release);
   return true;
 }

@@ -10,6 +10,7 @@
 
 #include <charconv>
 
+#include "accounts/clock.hpp"
 #include "db/rows.hpp"
 #include "db/schema.hpp"
 
@@ -69,11 +70,6 @@ Lease::~Lease() {
   }
   stop_.notify_all();
   if (thread_.joinable()) thread_.join();
-}
-
-int64_t Lease::steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
 }
 
 std::unique_ptr<Lease::Link> Lease::connect_and_lock() {
@@ -162,7 +158,7 @@ void Lease::take(std::unique_ptr<Link> link) {
   }
   listen(*link);
   link_ = std::move(link);
-  valid_until_ms_ = steady_ms() + settings_.timeout.count();
+  valid_until_ms_ = accounts::steady_ms() + settings_.timeout.count();
   spdlog::info("holding the database lease (epoch {})", epoch());
 }
 
@@ -205,7 +201,7 @@ void Lease::run() {
                       std::to_string(epoch()) + ")");
         return;
       }
-      valid_until_ms_.store(steady_ms() + settings_.timeout.count(), std::memory_order_release);
+      valid_until_ms_.store(accounts::steady_ms() + settings_.timeout.count(), std::memory_order_release);
       last_problem.clear();
       link_->connection.get_notifs();  // replicas' session uses, to events_.touched
       if (!held) {

@@ -73,9 +73,8 @@ class Lease {
   // Starts the heartbeat thread; `events` run on it.
   void start(Events events);
 
-  // Steady-clock milliseconds until which the lease is confirmed (0: not confirmed now).
+  // accounts::steady_ms() until which the lease is confirmed (0: not confirmed now).
   int64_t valid_until_ms() const { return valid_until_ms_.load(std::memory_order_acquire); }
-  static int64_t steady_ms();
 
  private:
   struct Link;
