@@ -105,6 +105,7 @@ struct Stats {
 // Requests are written straight into the batch, without snprintf or temporaries: the client
 // shares the machine's two cores with the server it measures, so every nanosecond it spends per
 // request is one the server does not get (docs/BENCHMARKS.md, "A leaner load generator").
+
 // `value` in decimal, zero-padded to `width` digits (at most 48).
 void append_decimal(std::string& out, uint64_t value, int width = 0) {
   char digits[48];
@@ -305,18 +306,18 @@ asio::awaitable<void> drive(const Options& o, const std::vector<Operation>& mix,
     co_await asio::async_write(socket, asio::buffer(batch), asio::use_awaitable);
     for (int i = 0; i < depth; ++i) {
       std::string_view line = co_await reader.next(socket, arrived);
-      if (o.redis && line.size() > 1 && line[0] == '$' && line[1] != '-')  // a bulk string: its data line follows
-        co_await reader.next(socket, arrived);
-      stats.latency.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(arrived - sent).count()));
       if (o.redis) {
+        // Judged before a bulk string's data line is read, which may move the buffer under `line`.
         if (line.starts_with('-')) ++stats.errors["REDIS"];
         else ++stats.ok;
+        if (line.size() > 1 && line[0] == '$' && line[1] != '-') co_await reader.next(socket, arrived);
       } else if (line.starts_with("OK")) {
         ++stats.ok;
       } else {  // ERR CODE message
         std::string_view code = line.substr(std::min<size_t>(4, line.size()));
         ++stats.errors[std::string(code.substr(0, code.find(' ')))];
       }
+      stats.latency.record(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(arrived - sent).count()));
     }
   }
 }
