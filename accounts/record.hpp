@@ -71,5 +71,7 @@ inline std::string format_time(int64_t unix_ms) { return std::string(time_text(u
 
 // Adds the fields every account reply shows: id email state created updated version.
 protocol::Reply& add_view(protocol::Reply& reply, const AccountRecord& record);
+// Adds the fields a WHOAMI shows after the view: session (the session's id) and expires.
+protocol::Reply& add_session_fields(protocol::Reply& reply, const Uuid& session, int64_t expires_ms);
 
 }  // namespace accounts

@@ -123,7 +123,7 @@ asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
     visit_session(token, digest, [&](Session& session) {
       if (!session.valid_coarse(now, idle) || !session.account->add_view_to(reply)) return;
       session.used(now);  // the sweep writes it, lazily
-      reply.field("session", session.id.text().view()).field("expires", time_text(session.expiry(idle)).view());
+      add_session_fields(reply, session.id, session.expiry(idle));
       valid = true;
     });
     if (!valid) return invalid_session();

@@ -127,6 +127,28 @@ TEST_CASE("clock: a deadline near a coarse reading is decided by the exact clock
   }
 }
 
+TEST_CASE("the view: the six fields, an email quoted when it must be, long emails whole", "[record]") {
+  AccountRecord record;
+  record.id = *Uuid::parse("01a20cc1-7344-7dae-aa15-339ece76400d");
+  record.state = State::deactivated;
+  record.created_ms = 1'700'000'000'123;
+  record.updated_ms = 1'700'000'000'456;
+  record.version = 18'446'744'073'709'551'615ull;
+  const std::string rest = " state=deactivated created=2023-11-14T22:13:20.123Z updated=2023-11-14T22:13:20.456Z"
+                           " version=18446744073709551615";
+  for (std::string email : std::vector<std::string>{"a@b.example", "\"a b\"@b.example", "x=y@b.example",
+                                                    std::string(60, 'e') + "@b.example"}) {
+    record.email = email;
+    auto reply = protocol::Reply::ok();
+    add_view(reply, record);
+    std::string shown = protocol::Reply::ok().field("email", email).line().substr(3);
+    CHECK(reply.line() == "OK id=01a20cc1-7344-7dae-aa15-339ece76400d " + shown + rest);
+  }
+  auto reply = protocol::Reply::ok();
+  add_session_fields(reply, record.id, 0);
+  CHECK(reply.line() == "OK session=01a20cc1-7344-7dae-aa15-339ece76400d expires=1970-01-01T00:00:00.000Z");
+}
+
 TEST_CASE("UUID hashes spread sequential ids over the low bits the index uses", "[uuid]") {
   std::set<size_t> buckets;
   for (uint64_t g = 1; g <= 4096; ++g) {

@@ -149,6 +149,28 @@ TEST_CASE("replies: OK with fields, quoting when needed, ERR with code and messa
   CHECK(Reply::error(Error::internal, "multi\nline").line() == "ERR INTERNAL multi line");
 }
 
+TEST_CASE("replies: fields() writes in one pass what field() writes one at a time", "[reply]") {
+  // Keys and values of every length from 1 to 70 bytes: each size class of the short copies.
+  for (size_t key_size = 1; key_size <= 70; ++key_size)
+    for (size_t value_size = 1; value_size <= 70; ++value_size) {
+      std::string key(key_size, 'k'), value(value_size, 'v');
+      key.back() = 'K';
+      value.front() = 'V';
+      auto one = Reply::ok().field("a", "1").field(key, value).field("z", "x").line();
+      auto run = Reply::ok().fields({{"a", "1"}, {key, value}, {"z", "x"}}).line();
+      INFO("key " << key_size << " value " << value_size);
+      REQUIRE(run == one);
+    }
+  // A value the caller could not vouch for is checked, and quoted when it must be.
+  for (std::string_view value : {"", "a b", "a=b", "say \"x\"", "back\\slash", "tab\there", "plain"}) {
+    auto one = Reply::ok().field("id", "abc").field("email", value).field("n", "3").line();
+    auto run = Reply::ok().fields({{"id", "abc"}, {"email", value, false}, {"n", "3"}}).line();
+    CHECK(run == one);
+  }
+  // Appended after fields already there, and followed by more.
+  CHECK(Reply::ok().field("x", "y").fields({{"p", "q"}}).field("r", "s t").line() == R"(OK x=y p=q r="s t")");
+}
+
 TEST_CASE("a quoted reply value reads back through the tokenizer unchanged", "[reply][tokenizer]") {
   for (std::string value : {"", "plain", "a b", "q\"uote", "back\\slash", "k=v", " \t "}) {
     std::string line = "X ";
