@@ -28,6 +28,9 @@ TokenDigest digest_token(std::string_view token);  // BLAKE2b-256: confirm and r
 // docs/BENCHMARKS.md, "Session tokens digested with SHA-256"). Either is a one-way function of
 // 256 random bits.
 TokenDigest session_digest(std::string_view token);
+// True when `token` has the shape new_token() gives: 43 characters of A-Z a-z 0-9 - _. Every
+// WHOAMI checks this first, sixteen bytes at a time.
+bool token_shaped(std::string_view token);
 bool same_digest(const TokenDigest& a, const TokenDigest& b);  // constant time
 
 // Slow by design: run these on the password pool, never on an I/O thread. verify_password also

@@ -1,9 +1,10 @@
 // bench/read_path_speed: nanoseconds that steps of every GET or WHOAMI take on this machine: a
 // clock read (exact and coarse, wall and monotonic: the lease check and WHOAMI's expiry check,
-// accounts/clock.hpp), Uuid::parse (twice a GET), Uuid::text (once a GET, twice a WHOAMI),
-// time_text (two timestamps a GET, three a WHOAMI), and the reply a GET and a WHOAMI build from an
-// account (the view's six fields; a WHOAMI's two more). docs/BENCHMARKS.md, "The id parsed
-// sixteen bytes at a time", "Two digits at a time" and "A reply written in one pass".
+// accounts/clock.hpp), Uuid::parse (twice a GET), Uuid::text (once a GET, twice a WHOAMI), the
+// session token's shape check (once a WHOAMI), time_text (two timestamps a GET, three a WHOAMI),
+// and the reply a GET and a WHOAMI build from an account (the view's six fields; a WHOAMI's two
+// more). docs/BENCHMARKS.md, "The id parsed sixteen bytes at a time", "Two digits at a time" and
+// "A reply written in one pass".
 //
 //   build/read_path_speed [ROUNDS] [CALLS_PER_ROUND]
 #include <time.h>
@@ -18,6 +19,7 @@
 
 #include "accounts/clock.hpp"
 #include "accounts/record.hpp"
+#include "accounts/secrets.hpp"
 #include "accounts/uuid.hpp"
 
 int main(int argc, char** argv) {
@@ -43,6 +45,9 @@ int main(int argc, char** argv) {
     accounts::add_view(reply, records[i % records.size()]);
     return reply;
   };
+  accounts::init_secrets();
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 1024; ++i) tokens.push_back(accounts::new_token());
   size_t next = 0;
   const std::vector<std::pair<const char*, std::function<int64_t()>>> steps = {
       {"clock_gettime(CLOCK_REALTIME)", [] { return accounts::clock_ms(CLOCK_REALTIME); }},
@@ -50,6 +55,7 @@ int main(int argc, char** argv) {
       {"clock_gettime(CLOCK_REALTIME_COARSE)", [] { return accounts::coarse_wall_ms(); }},
       {"clock_gettime(CLOCK_MONOTONIC_COARSE)", [] { return accounts::coarse_steady_ms(); }},
       {"Uuid::parse", [&] { return int64_t{accounts::Uuid::parse(ids[next++ % ids.size()])->bytes[15]}; }},
+      {"token_shaped", [&] { return int64_t{accounts::token_shaped(tokens[next++ % tokens.size()])}; }},
       {"Uuid::text", [&] { return int64_t{records[next++ % records.size()].id.text().chars[35]}; }},
       {"time_text", [&] { return int64_t{accounts::time_text(times[next++ % times.size()]).chars[22]}; }},
       {"GET's reply (Reply::ok, add_view)", [&] { return static_cast<int64_t>(view(next++).line().size()); }},

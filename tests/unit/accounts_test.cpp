@@ -176,6 +176,24 @@ TEST_CASE("tokens: 256 random bits, URL-safe, kept only as a digest", "[secrets]
   CHECK(same_digest(session_digest(t1), session_digest(t1)));
 }
 
+TEST_CASE("tokens: the shape check takes exactly 43 base64url characters, every byte at every place", "[secrets]") {
+  for (int i = 0; i < 100; ++i) CHECK(token_shaped(new_token()));
+  const std::string good = "AZaz09-_" + std::string(27, 'q') + "Mm5-_xyz";
+  REQUIRE(good.size() == 43);
+  REQUIRE(token_shaped(good));
+  CHECK_FALSE(token_shaped(good.substr(0, 42)));
+  CHECK_FALSE(token_shaped(good + "a"));
+  CHECK_FALSE(token_shaped(""));
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  for (size_t at = 0; at < good.size(); ++at)
+    for (int byte = 0; byte < 256; ++byte) {
+      std::string probe = good;
+      probe[at] = static_cast<char>(byte);
+      INFO("byte " << byte << " at " << at);
+      REQUIRE(token_shaped(probe) == (alphabet.find(static_cast<char>(byte)) != std::string::npos));
+    }
+}
+
 TEST_CASE("passwords: Argon2id, verification, rehash when the parameters change", "[secrets]") {
   init_secrets();
   HashParams cheap{1, 8}, stronger{2, 16};
