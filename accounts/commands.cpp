@@ -16,9 +16,9 @@ std::vector<Command> account_commands(AccountService& s) {
       {spec("RESEND", 1, kMutating, "RESEND <id>", "self_service"), [&s](Args a) { return s.resend(a[0]); }},
       {CommandSpec{"LOGIN", 2, 3, kNoFlags, "LOGIN <email> <password> [<source>]", "login"},
        [&s](Args a) { return s.login(a[0], a[1], a.size() > 2 ? a[2] : std::string()); }},
-      {spec("GET", 1, kNoFlags, "GET <id>", "read"), [&s](Args a) { return s.get(a[0]); },
+      {spec("GET", 1, kNoFlags, "GET <id>", "read"), {}, [&s](Args a) { return s.get(a[0]); },
        [&s](std::string_view id) { s.read_ahead_get(id); }},
-      {spec("FIND", 1, kNoFlags, "FIND <email>", "read"), [&s](Args a) { return s.find(a[0]); },
+      {spec("FIND", 1, kNoFlags, "FIND <email>", "read"), {}, [&s](Args a) { return s.find(a[0]); },
        [&s](std::string_view email) { s.read_ahead_find(email); }},
       {spec("CHANGE_EMAIL", 2, kMutating, "CHANGE_EMAIL <id> <new_email>", "self_service"),
        [&s](Args a) { return s.change_email(a[0], a[1]); }},
@@ -37,7 +37,7 @@ std::vector<Command> account_commands(AccountService& s) {
        [&s](Args a) {
          return s.login_session(a[0], a[1], a.size() > 2 ? a[2] : std::string(), a.size() > 3 ? a[3] : std::string());
        }},
-      {spec("WHOAMI", 1, kNoFlags, "WHOAMI <session_token>", "read"), [&s](Args a) { return s.whoami(a[0]); },
+      {spec("WHOAMI", 1, kNoFlags, "WHOAMI <session_token>", "read"), {}, [&s](Args a) { return s.whoami(a[0]); },
        [&s](std::string_view token) { s.read_ahead_whoami(token); }},
       {spec("LOGOUT", 1, kMutating, "LOGOUT <session_token>", "login"), [&s](Args a) { return s.logout(a[0]); }},
       {CommandSpec{"LOGOUT_ALL", 1, 2, kMutating, "LOGOUT_ALL <id> [<keep_session_id>]", "self_service"},

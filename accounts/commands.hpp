@@ -13,10 +13,13 @@ namespace accounts {
 class AccountService;
 
 using Handler = std::function<asio::awaitable<protocol::Reply>(protocol::Args)>;
+// A command that never waits answers at once: no coroutine frame, no resumption (the reads).
+using Immediate = std::function<protocol::Reply(protocol::Args)>;
 
 struct Command {
   protocol::CommandSpec spec;
-  Handler handler;
+  Handler handler;  // empty when `immediate` answers
+  Immediate immediate = {};
   // Optional: the read-ahead for pipelined batches (AccountService::read_ahead_get, _find and _whoami).
   std::function<void(std::string_view)> read_ahead = {};
 };

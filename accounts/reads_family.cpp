@@ -11,12 +11,12 @@ namespace accounts {
 
 using namespace replies;
 
-// `id` and `email` view the request's arguments, which outlive the call (the session awaits it).
-asio::awaitable<Reply> AccountService::get(std::string_view id_text) {
+// Plain functions, not coroutines: a read never waits, so it needs no frame of its own.
+Reply AccountService::get(std::string_view id_text) {
   auto id = Uuid::parse(id_text);
-  if (!id) co_return malformed_id();
+  if (!id) return malformed_id();
   settle_read_ahead();
-  co_return consistent([&] {
+  return consistent([&] {
     auto reply = Reply::ok();
     bool shown = false;
     index_->visit_id(*id, [&](const Account& account) { shown = account.add_view_to(reply); });
@@ -25,11 +25,11 @@ asio::awaitable<Reply> AccountService::get(std::string_view id_text) {
   });
 }
 
-asio::awaitable<Reply> AccountService::find(std::string_view email) {
+Reply AccountService::find(std::string_view email) {
   auto checked = check_email(email);
-  if (!checked.normalized) co_return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
+  if (!checked.normalized) return Reply::error(Error::not_found, "not a valid email: " + checked.problem);
   settle_read_ahead();
-  co_return consistent([&] {
+  return consistent([&] {
     auto reply = Reply::ok();
     bool shown = false;
     // The index may point at an account whose move to this address is not committed yet.

@@ -69,8 +69,10 @@ class AccountService {
   asio::awaitable<Reply> resend(std::string id);
   // `source` is the end user's address as the backend saw it ("" when not given).
   asio::awaitable<Reply> login(std::string email, std::string password, std::string source);
-  asio::awaitable<Reply> get(std::string_view id);
-  asio::awaitable<Reply> find(std::string_view email);
+  // The reads never wait (for an actor, a lock or the database): they answer on the caller's
+  // thread, without a coroutine of their own (docs/ARCHITECTURE.md, "How a request travels").
+  Reply get(std::string_view id);
+  Reply find(std::string_view email);
   asio::awaitable<Reply> change_email(std::string id, std::string new_email);
   // `keep_session`: the session (id) that made the change survives it; "" = none does.
   asio::awaitable<Reply> change_password(std::string id, std::string old_password, std::string new_password,
@@ -90,7 +92,7 @@ class AccountService {
 
   // Sessions (sessions_family.cpp).
   asio::awaitable<Reply> login_session(std::string email, std::string password, std::string source, std::string label);
-  asio::awaitable<Reply> whoami(std::string_view token);
+  Reply whoami(std::string_view token);  // a read, like get()
   asio::awaitable<Reply> logout(std::string token);
   asio::awaitable<Reply> logout_all(std::string id, std::string keep);
   asio::awaitable<Reply> list_sessions(std::string id);

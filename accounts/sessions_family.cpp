@@ -90,15 +90,15 @@ SessionRef AccountService::find_session(std::string_view token) const {
   return sessions_.find(digest_token(token));
 }
 
-asio::awaitable<Reply> AccountService::whoami(std::string_view token) {
-  if (!token_shaped(token)) co_return Reply::error(Error::bad_request, "malformed session token");
+Reply AccountService::whoami(std::string_view token) {
+  if (!token_shaped(token)) return Reply::error(Error::bad_request, "malformed session token");
   // Coarse: earlier than the exact time by up to a tick, which a last use may lose (it is kept in
   // whole seconds anyway); near the expiry the exact clock decides (accounts/clock.hpp).
   int64_t now = coarse_wall_ms();
   int64_t idle = settings_.session_idle_s * 1000;
   settle_read_ahead();
   auto digest = token_digest(token);
-  co_return consistent([&] {
+  return consistent([&] {
     auto reply = Reply::ok();
     bool valid = false;
     visit_session(token, digest, [&](Session& session) {

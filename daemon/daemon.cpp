@@ -99,11 +99,11 @@ void add_session_commands(CommandTable& table, Server& server, const Sources& so
   });
 }
 
-asio::awaitable<protocol::Reply> too_far_behind(int64_t lag_ms) {
+protocol::Reply too_far_behind(int64_t lag_ms) {
   std::string message = "this replica is ";  // in steps: g++ 12 warns falsely on one expression
   message += std::to_string(lag_ms);
   message += " ms behind the primary and may not have seen a logout; check the session on the primary or another replica";
-  co_return protocol::Reply::error(protocol::Error::unavailable, message);
+  return protocol::Reply::error(protocol::Error::unavailable, message);
 }
 
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded), close, stop the loop.
@@ -301,15 +301,16 @@ int run_daemon(const Config& config) {
     if (command.read_ahead) table_read_ahead.emplace_back(command.spec.name, command.read_ahead);
     if (command.spec.name == "WHOAMI") {
       // A replica that may have missed a revocation does not vouch for a session (docs/PROTOCOL.md).
-      // Not a coroutine itself: on the hot path it hands back WHOAMI's own awaitable, one frame.
-      table.add(command.spec, [handler = command.handler, &role, bound = config.replication.session_max_lag_ms](
-                                  Session&, protocol::Args args) -> asio::awaitable<protocol::Reply> {
+      table.add_immediate(command.spec, [read = command.immediate, &role, bound = config.replication.session_max_lag_ms](
+                                            protocol::Args args) -> protocol::Reply {
         if (int64_t lag = role.lag_ms(); lag > bound) return too_far_behind(lag);
-        return handler(args);
+        return read(args);
       });
-      continue;
+    } else if (command.immediate) {
+      table.add_immediate(command.spec, command.immediate);
+    } else {
+      table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
     }
-    table.add(command.spec, [handler = command.handler](Session&, protocol::Args args) { return handler(args); });
   }
   for (auto& [name, read_ahead] : table_read_ahead) table.set_read_ahead(name, std::move(read_ahead));
   server.set_clients(config.clients);  // after the last command: rights are kept per command

@@ -68,6 +68,9 @@ class CommandTable {
     // Optional. Called with a pipelined request's first argument before its batch runs, to start
     // fetching what the handler will read; it never changes a reply (the daemon's read-ahead).
     std::function<void(std::string_view)> read_ahead = {};
+    // Set instead of `handler` for a command that never waits (the reads): the session calls it
+    // directly, with no coroutine frame to make and resume.
+    std::function<Reply(Args)> immediate = {};
   };
 
   void add(CommandSpec spec, Handler handler) {
@@ -75,6 +78,11 @@ class CommandTable {
     std::string key = spec.name;
     if (!entries_.emplace(key, Entry{std::move(spec), std::move(handler), entries_.size()}).second)
       throw std::logic_error("command registered twice: " + key);
+  }
+  void add_immediate(CommandSpec spec, std::function<Reply(Args)> immediate) {
+    std::string key = upper_ascii(spec.name);
+    add(std::move(spec), Handler());
+    entries_.find(key)->second.immediate = std::move(immediate);
   }
   void set_read_ahead(std::string_view name, std::function<void(std::string_view)> read_ahead) {
     auto it = entries_.find(upper_ascii(name));

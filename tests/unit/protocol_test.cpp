@@ -286,6 +286,18 @@ TEST_CASE("command table: case-insensitive lookup, sorted names, no duplicates",
   CHECK(table.find(std::string(100, 'A')) == nullptr);
   CHECK(table.names() == std::vector<std::string>{"GET", "PING"});
   CHECK_THROWS_AS(table.add({"Get", 0, 0, kNoFlags, "GET"}, 3), std::logic_error);
+  // A command that answers at once: found like any other, with its immediate set, by any case.
+  table.add_immediate({"whoami", 1, 1, kNoFlags, "WHOAMI <token>"},
+                      [](Args args) { return Reply::ok().field("token", args[0]); });
+  const auto* whoami = table.find("WhoAmI");
+  REQUIRE(whoami != nullptr);
+  REQUIRE(whoami->immediate);
+  std::vector<std::string> args{"abc"};
+  CHECK(whoami->immediate(Args(args)).line() == "OK token=abc");
+  CHECK(whoami->slot == 2);
+  CHECK_FALSE(table.find("GET")->immediate);
+  CHECK_THROWS_AS(table.add_immediate({"GET", 1, 1, kNoFlags, "GET <id>"}, [](Args) { return Reply::ok(); }),
+                  std::logic_error);
 }
 
 TEST_CASE("precheck: arity, then authentication, then loading, then fencing", "[commands]") {
