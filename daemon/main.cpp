@@ -5,6 +5,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "daemon/allocator.hpp"
 #include "daemon/clients.hpp"
 #include "daemon/config.hpp"
 #include "daemon/daemon.hpp"
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   }
 
   accountsd::init_logging(config.log.level);
+  spdlog::info("accountsd {} starting; memory: {}", ACCOUNTSD_VERSION, accountsd::allocator_summary());
   for (const auto& warning : config.warnings) spdlog::warn("configuration: {}", warning);
   try {
     return accountsd::run_daemon(config);

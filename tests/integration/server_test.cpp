@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -184,4 +185,43 @@ TEST_CASE("SIGTERM with open connections: in-flight requests finish, the daemon 
   CHECK(idle.closed_within(15s));
   CHECK(working.closed_within(15s));
   CHECK(daemon.stop(0) == 0);  // signal 0: just wait for the exit
+}
+
+namespace {
+// AnonHugePages of the daemon, in KiB: its anonymous memory in transparent huge pages.
+long huge_pages_kib(pid_t pid) {
+  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string line; std::getline(rollup, line);)
+    if (line.starts_with("AnonHugePages:")) return std::stol(line.substr(14));
+  return -1;
+}
+
+bool kernel_gives_huge_pages() {
+  std::ifstream setting("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes;
+  std::getline(setting, modes);
+  return modes.find("[never]") == std::string::npos && !modes.empty();
+}
+}  // namespace
+
+// daemon/allocator.cpp: jemalloc reads its settings from a symbol in the executable, which a
+// build that moved it into a library nothing references would silently lose.
+TEST_CASE("a release build keeps its heap in huge pages through jemalloc, and MALLOC_CONF turns them off", "[server]") {
+  if (!ACCOUNTSD_JEMALLOC_BUILD) {
+    Daemon daemon;
+    CHECK(daemon.log().find("memory: the C library") != std::string::npos);
+    return;
+  }
+  {
+    Daemon daemon;
+    daemon.wait_ready();
+    CHECK(daemon.log().find("memory: jemalloc, thp:always") != std::string::npos);
+    if (kernel_gives_huge_pages()) CHECK(huge_pages_kib(daemon.pid()) >= 2048);
+  }
+  Daemon daemon({}, Environment{{"MALLOC_CONF", "thp:never"}});
+  daemon.wait_ready();
+  CHECK(daemon.log().find("memory: jemalloc, thp:never") != std::string::npos);
+  CHECK(huge_pages_kib(daemon.pid()) == 0);
+  Client c(daemon.port());
+  CHECK(c.call("PING") == "OK pong");
 }

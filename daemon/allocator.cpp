@@ -1,0 +1,37 @@
+// The daemon's memory allocator. Release builds link jemalloc (Debian's libjemalloc2) and start it
+// with the settings below; sanitizer builds keep glibc's malloc, which the sanitizers replace.
+//
+// Why: a read is a chain of dependent loads into a heap of a gigabyte or more (an index slot, a
+// session, an account), and with 4 KiB pages each load also misses the TLB and waits for a page
+// walk. jemalloc backs its extents with transparent huge pages when told to (`thp:always`, which
+// madvises them; the kernel's `transparent_hugepage/enabled` must be `madvise` or `always`), so a
+// page walk becomes rare; glibc can only do that for its main arena (docs/BENCHMARKS.md, "Huge
+// pages through jemalloc"). An operator overrides these settings with MALLOC_CONF, e.g.
+// MALLOC_CONF=thp:never (jemalloc reads the environment after this string).
+#include "daemon/allocator.hpp"
+
+#ifdef ACCOUNTSD_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+// Read by jemalloc at its first allocation: the symbol must be in the executable, not in a static
+// library that nothing references.
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "thp:always,metadata_thp:auto";
+}
+#endif
+
+namespace accountsd {
+
+std::string allocator_summary() {
+#ifdef ACCOUNTSD_JEMALLOC
+  const char* thp = nullptr;
+  size_t size = sizeof thp;
+  if (mallctl("opt.thp", &thp, &size, nullptr, 0) != 0 || thp == nullptr) return "jemalloc";
+  return std::string("jemalloc, thp:") + thp;
+#else
+  return "the C library's malloc (or a sanitizer's)";
+#endif
+}
+
+}  // namespace accountsd
