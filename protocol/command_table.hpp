@@ -3,7 +3,9 @@
 // every request passes (arity, authentication, loading) run once, before any handler.
 // Handler is whatever the caller dispatches to; the protocol layer never calls it.
 #include <algorithm>
+#include <bit>
 #include <cctype>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -73,11 +75,20 @@ class CommandTable {
     std::function<Reply(Args)> immediate = {};
   };
 
+  CommandTable() = default;
+  // find() points into the map's nodes: a move keeps them, a copy would not.
+  CommandTable(const CommandTable&) = delete;
+  CommandTable& operator=(const CommandTable&) = delete;
+  CommandTable(CommandTable&&) = default;
+  CommandTable& operator=(CommandTable&&) = default;
+
   void add(CommandSpec spec, Handler handler) {
     spec.name = upper_ascii(spec.name);
     std::string key = spec.name;
+    if (key.size() > kLongestName) throw std::logic_error("command name too long: " + key);
     if (!entries_.emplace(key, Entry{std::move(spec), std::move(handler), entries_.size()}).second)
       throw std::logic_error("command registered twice: " + key);
+    rebuild_by_hash();
   }
   void add_immediate(CommandSpec spec, std::function<Reply(Args)> immediate) {
     std::string key = upper_ascii(spec.name);
@@ -91,16 +102,22 @@ class CommandTable {
   }
   size_t size() const { return entries_.size(); }
 
-  // Command names are case-insensitive. Upper-cases into a buffer on the stack: no allocation.
+  // Command names are case-insensitive. Upper-cases into a buffer on the stack while hashing, then
+  // one probe of a flat table, usually one comparison: no allocation, no walk down a tree.
   const Entry* find(std::string_view name) const {
-    char upper[32];
-    if (name.size() > sizeof upper) return nullptr;
+    char upper[kLongestName];
+    if (name.size() > sizeof upper || by_hash_.empty()) return nullptr;
+    uint64_t hash = kHashSeed;
     for (size_t i = 0; i < name.size(); ++i) {
       char c = name[i];
       upper[i] = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+      hash = (hash ^ static_cast<unsigned char>(upper[i])) * kHashPrime;
     }
-    auto it = entries_.find(std::string_view(upper, name.size()));
-    return it == entries_.end() ? nullptr : &it->second;
+    const std::string_view key(upper, name.size());
+    for (size_t i = hash & (by_hash_.size() - 1);; i = (i + 1) & (by_hash_.size() - 1)) {
+      const Entry* entry = by_hash_[i];
+      if (entry == nullptr || entry->spec.name == key) return entry;
+    }
   }
 
   std::vector<std::string> names() const {
@@ -117,7 +134,29 @@ class CommandTable {
   }
 
  private:
-  std::map<std::string, Entry, std::less<>> entries_;
+  static constexpr size_t kLongestName = 32;
+  // FNV-1a, over the upper-cased name.
+  static constexpr uint64_t kHashSeed = 14695981039346656037ull, kHashPrime = 1099511628211ull;
+  static uint64_t hash_of(std::string_view upper) {
+    uint64_t hash = kHashSeed;
+    for (char c : upper) hash = (hash ^ static_cast<unsigned char>(c)) * kHashPrime;
+    return hash;
+  }
+
+  // Open addressing over the map's entries (a map's nodes never move), at most a quarter full, so
+  // that a probe for a name that is no command soon meets an empty place.
+  void rebuild_by_hash() {
+    std::vector<const Entry*> table(std::bit_ceil(std::max<size_t>(16, entries_.size() * 4)), nullptr);
+    for (const auto& [name, entry] : entries_) {
+      size_t i = hash_of(name) & (table.size() - 1);
+      while (table[i] != nullptr) i = (i + 1) & (table.size() - 1);
+      table[i] = &entry;
+    }
+    by_hash_ = std::move(table);
+  }
+
+  std::map<std::string, Entry, std::less<>> entries_;  // by name: names() is sorted
+  std::vector<const Entry*> by_hash_;                    // what find() probes
 };
 
 }  // namespace protocol

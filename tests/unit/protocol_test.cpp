@@ -1,5 +1,6 @@
 // protocol/: tokenizer, reply formatting, framing and the command table, without sockets.
 #include <catch2/catch.hpp>
+#include <cstdio>
 
 #include "protocol/command_table.hpp"
 #include "protocol/framer.hpp"
@@ -298,6 +299,38 @@ TEST_CASE("command table: case-insensitive lookup, sorted names, no duplicates",
   CHECK_FALSE(table.find("GET")->immediate);
   CHECK_THROWS_AS(table.add_immediate({"GET", 1, 1, kNoFlags, "GET <id>"}, [](Args) { return Reply::ok(); }),
                   std::logic_error);
+}
+
+TEST_CASE("command table: with many commands, each is found by every case and nothing else is", "[commands]") {
+  CommandTable<int> table;
+  std::vector<std::string> names;
+  for (int i = 0; i < 200; ++i) {  // all of one length: no name is a prefix of another
+    char name[16];
+    std::snprintf(name, sizeof name, "CMD_%07d", i * 7919);
+    names.push_back(name);
+  }
+  names.push_back(std::string(32, 'L'));  // the longest a name may be
+  for (size_t i = 0; i < names.size(); ++i) table.add({names[i], 0, 0, kNoFlags, names[i]}, static_cast<int>(i));
+  CHECK_THROWS_AS(table.add({std::string(33, 'L'), 0, 0, kNoFlags, "too long"}, -1), std::logic_error);
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::string lower = names[i], mixed = names[i];
+    for (size_t j = 0; j < lower.size(); ++j) {
+      lower[j] = static_cast<char>(std::tolower(static_cast<unsigned char>(lower[j])));
+      if (j % 2 == 0) mixed[j] = lower[j];
+    }
+    for (const auto& name : {names[i], lower, mixed}) {
+      const auto* entry = table.find(name);
+      REQUIRE(entry != nullptr);
+      CHECK(entry->handler == static_cast<int>(i));
+      CHECK(entry->slot == i);
+    }
+    // Every prefix, and the name with one more byte, is no command.
+    for (size_t n = 0; n < names[i].size(); ++n) CHECK(table.find(std::string_view(names[i]).substr(0, n)) == nullptr);
+    CHECK(table.find(names[i] + "X") == nullptr);
+    CHECK(table.find(names[i] + '\0') == nullptr);
+  }
+  CHECK(table.find("") == nullptr);
+  CHECK(table.size() == names.size());
 }
 
 TEST_CASE("precheck: arity, then authentication, then loading, then fencing", "[commands]") {
