@@ -699,6 +699,23 @@ TEST_CASE("actor_strand: a fresh strand on the caller's own event loop, from the
   CHECK(ran);
 }
 
+TEST_CASE("a session's last use moves only forward, in whole seconds", "[sessions]") {
+  AccountRecord record;
+  record.id = Uuid::v7(1700000000000);
+  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
+  const int64_t created = 1700000000000;
+  auto session = Session::make(Uuid::v7(created), TokenDigest{1}, account, created, created + 3'600'000, created, "", "");
+  session->used(created + 5'400);
+  CHECK(session->last_used_ms() == created + 5'000);
+  session->used(created + 5'999);  // the same second: nothing to write
+  CHECK(session->last_used_ms() == created + 5'000);
+  session->used(created + 2'000);  // a coarse clock a tick behind an exact one: never backwards
+  CHECK(session->last_used_ms() == created + 5'000);
+  session->used(created + 7'000);
+  CHECK(session->last_used_ms() == created + 7'000);
+  CHECK(session->expiry(60'000) == created + 67'000);
+}
+
 TEST_CASE("warm-load: sessions adopted by two threads in any order end up oldest first, and short lists keep no slack", "[sessions]") {
   AccountRecord record;
   record.id = Uuid::v7(1700000000000);
