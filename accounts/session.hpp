@@ -42,9 +42,12 @@ class Session {
   int64_t last_used_ms() const { return at(used_s_.load(std::memory_order_relaxed)); }
   // Moves only forward, and writes only when the second moves: a session checked many times a
   // second (several threads, one user's burst of requests) leaves its line clean and unshared.
+  // Two threads that race here cannot move it back either: the larger second wins the exchange.
   void used(int64_t now_ms) {
-    uint32_t seconds = after(now_ms);
-    if (seconds > used_s_.load(std::memory_order_relaxed)) used_s_.store(seconds, std::memory_order_relaxed);
+    const uint32_t seconds = after(now_ms);
+    uint32_t seen = used_s_.load(std::memory_order_relaxed);
+    while (seconds > seen && !used_s_.compare_exchange_weak(seen, seconds, std::memory_order_relaxed)) {
+    }
   }
   int64_t persisted_used_ms() const { return at(persisted_s_.load(std::memory_order_relaxed)); }
   void persisted(int64_t used_ms) { persisted_s_.store(after(used_ms), std::memory_order_relaxed); }

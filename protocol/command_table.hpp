@@ -102,19 +102,17 @@ class CommandTable {
   }
   size_t size() const { return entries_.size(); }
 
-  // Command names are case-insensitive. Upper-cases into a buffer on the stack while hashing, then
-  // one probe of a flat table, usually one comparison: no allocation, no walk down a tree.
+  // Command names are case-insensitive. Upper-cases into a buffer on the stack, then one probe of
+  // a flat table, usually one comparison: no allocation, no walk down a tree.
   const Entry* find(std::string_view name) const {
     char upper[kLongestName];
     if (name.size() > sizeof upper || by_hash_.empty()) return nullptr;
-    uint64_t hash = kHashSeed;
     for (size_t i = 0; i < name.size(); ++i) {
       char c = name[i];
       upper[i] = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-      hash = (hash ^ static_cast<unsigned char>(upper[i])) * kHashPrime;
     }
     const std::string_view key(upper, name.size());
-    for (size_t i = hash & (by_hash_.size() - 1);; i = (i + 1) & (by_hash_.size() - 1)) {
+    for (size_t i = hash_of(key) & (by_hash_.size() - 1);; i = (i + 1) & (by_hash_.size() - 1)) {
       const Entry* entry = by_hash_[i];
       if (entry == nullptr || entry->spec.name == key) return entry;
     }
