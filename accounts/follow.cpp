@@ -80,7 +80,7 @@ void AccountService::apply(FollowUnit&& unit) {
     count(now.state, std::nullopt);
     for (const auto& s : step.account->sessions_copy()) {
       s->ended.store(true, std::memory_order_release);
-      sessions_.erase(s->digest);
+      sessions_.erase(s->key);
     }
     step.account->replace_sessions({});
     step.account->publish_presence(Account::Presence::deleted);
@@ -145,13 +145,13 @@ void AccountService::reconcile_sessions(Account& a, const std::vector<const Sess
                                  row->last_used_ms, row->label, row->source);
     if (!sessions_.insert(session))
       throw std::runtime_error("session " + row->id.to_string() + " of account " + row->account.to_string() +
-                               ": its token digest is held by another session in memory");
+                               ": its token digest (its first half, what memory keeps) is held by another session in memory");
     result.push_back(std::move(session));
   }
   for (const auto& s : current)
     if (!kept.contains(s->id)) {
       s->ended.store(true, std::memory_order_release);
-      sessions_.erase(s->digest);
+      sessions_.erase(s->key);
     }
   std::sort(result.begin(), result.end(),
             [](const SessionRef& x, const SessionRef& y) { return x->created_ms < y->created_ms; });

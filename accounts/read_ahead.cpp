@@ -69,8 +69,8 @@ bool same_token(const char* a, const char* b) {
   return (crypto_verify_32(x, y) | crypto_verify_16(x + kTail, y + kTail)) == 0;
 }
 
-// Every line an object touches, on its way into the cache (an account spans a few). From the line
-// the object starts in: a 104-byte session that starts 48 bytes into a line touches three.
+// Every line an object touches, on its way into the cache, from the line it starts in: an account
+// spans a few.
 void prefetch_lines(const void* object, size_t bytes) {
   const auto start = reinterpret_cast<uintptr_t>(object);
   for (uintptr_t line = start & ~uintptr_t{63}; line < start + bytes; line += 64)
@@ -109,7 +109,7 @@ void AccountService::read_ahead_whoami(std::string_view token) const {
   p.kind = Pending::Kind::session;
   p.digest = session_digest(token);
   std::memcpy(p.token.data(), token.data(), kTokenBytes);
-  p.hash = sessions_.read_ahead(p.digest);
+  p.hash = sessions_.read_ahead(session_key(p.digest));
 }
 
 void AccountService::settle_read_ahead() const {
@@ -126,8 +126,8 @@ void AccountService::settle_read_ahead() const {
         break;
       case Pending::Kind::email: entries[i] = index_->read_ahead_email_entry(p.hash); break;
       case Pending::Kind::session:
-        // All of it: WHOAMI reads `ended` and the times, past the first line the index fetched.
-        if ((entries[i] = sessions_.read_ahead_session(p.hash))) prefetch_lines(entries[i], sizeof(Session));
+        // Its first line, all that a check reads, is on its way already (accounts/session.hpp).
+        entries[i] = sessions_.read_ahead_session(p.hash);
         break;
     }
   }
@@ -136,7 +136,7 @@ void AccountService::settle_read_ahead() const {
     if (entries[i] == nullptr) continue;
     const Account* a = batch.pending[i].kind == Pending::Kind::email
                            ? AccountIndex::read_ahead_email_account(entries[i])
-                           : static_cast<const Session*>(entries[i])->account.get();
+                           : &static_cast<const Session*>(entries[i])->owner();
     prefetch_lines(a, sizeof(Account));
   }
 }

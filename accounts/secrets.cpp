@@ -51,6 +51,12 @@ TokenDigest session_digest(std::string_view token) {
   return d;
 }
 
+SessionKey session_key(const TokenDigest& digest) {
+  SessionKey key;
+  std::memcpy(key.data(), digest.data(), key.size());
+  return key;
+}
+
 bool token_shaped(std::string_view token) {
   constexpr size_t kTokenChars = 43;
   if (token.size() != kTokenChars) return false;

@@ -12,6 +12,12 @@
 namespace accounts {
 
 using TokenDigest = std::array<uint8_t, 32>;
+// What a session is found by in memory: the first half of its token's digest. 128 bits of a
+// one-way function of 256 random bits leave a guess one chance in 2^128 per session, as good as
+// 256 against an attacker who can only ask; PostgreSQL keeps the whole digest. The half keeps
+// everything a WHOAMI reads in one cache line (accounts/session.hpp).
+using SessionKey = std::array<uint8_t, 16>;
+SessionKey session_key(const TokenDigest& digest);
 
 struct HashParams {
   uint64_t opslimit;

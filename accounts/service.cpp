@@ -218,7 +218,7 @@ void AccountService::adopt_sessions(std::span<SessionRow> rows) {
   // As in adopt(): the slots of the whole batch first, so that their cache misses overlap.
   if (rows.size() > kAdoptBatch) throw std::logic_error("adopt_sessions: a batch of more than kAdoptBatch rows");
   for (const SessionRow& row : rows) {
-    sessions_.prefetch_insert(row.digest);
+    sessions_.prefetch_insert(session_key(row.digest));
     index_->read_ahead_id(row.account);
   }
   for (SessionRow& row : rows) {
@@ -229,7 +229,7 @@ void AccountService::adopt_sessions(std::span<SessionRow> rows) {
     auto session = Session::make(row.id, row.digest, account, row.created_ms, row.expires_ms, row.last_used_ms,
                                  row.label, row.source);
     if (!sessions_.insert(session))
-      throw std::runtime_error("session " + row.id.to_string() + ": its token digest is held by another session too");
+      throw std::runtime_error("session " + row.id.to_string() + ": its token digest (its first half, what memory keeps) is held by another session too");
     account->adopt_session(std::move(session));
   }
 }

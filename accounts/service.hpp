@@ -142,7 +142,7 @@ class AccountService {
   // of sessions checked there go to `forward` instead (set before the sweep starts), and the
   // primary takes them in with take_touches() (any thread holding an IndexThread), moving a
   // session's last use forward only; its own sweep then writes it as usual.
-  using Touches = std::vector<std::pair<TokenDigest, int64_t>>;
+  using Touches = std::vector<std::pair<SessionKey, int64_t>>;
   void set_touch_forwarder(std::function<void(Touches)> forward) { forward_touches_ = std::move(forward); }
   void take_touches(const Touches& touches);
   bool read_only() const { return read_only_.load(std::memory_order_acquire); }
@@ -161,8 +161,8 @@ class AccountService {
   // with it as SessionIndex::visit does; false when there is none.
   template <class Use>
   bool visit_session(std::string_view token, const TokenDigest& digest, Use&& use) const {
-    if (sessions_.visit(digest, use)) return true;
-    return legacy_session_digests_.load(std::memory_order_relaxed) && sessions_.visit(digest_token(token), use);
+    if (sessions_.visit(session_key(digest), use)) return true;
+    return legacy_session_digests_.load(std::memory_order_relaxed) && sessions_.visit(session_key(digest_token(token)), use);
   }
   SessionRef find_session(std::string_view token) const;
   // Runs `read` until no apply() overlapped it (a seqlock: on a primary, two loads).

@@ -1,6 +1,7 @@
 #include "accounts/session.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "accounts/account.hpp"
@@ -11,13 +12,19 @@ namespace accounts {
 
 Session::Session(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
                  int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source)
-    : id(id),
-      digest(digest),
-      account(std::move(account)),
+    : key(session_key(digest)),
+      id(id),
+      owner_(account.get()),
       created_ms(created_ms),
       expires_ms(expires_ms),
       used_s_(0),
+      account(std::move(account)),
       persisted_s_(0) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+  static_assert(offsetof(Session, source_size_) < 64 && offsetof(Session, account) == 64,
+                "what a check reads fills the first line, and only that");
+#pragma GCC diagnostic pop
   used(last_used_ms);
   persisted(last_used_ms);
   label = label.substr(0, 255);
@@ -35,29 +42,29 @@ SessionRef Session::make(Uuid id, const TokenDigest& digest, std::shared_ptr<Acc
   return SessionRef(new Session(id, digest, std::move(account), created_ms, expires_ms, last_used_ms, label, source));
 }
 
-static_assert(sizeof(Session) <= 104, "a session should fit a 112-byte allocation");
+static_assert(sizeof(Session) == 128, "a session is two cache lines");
 
-SessionRow row_of(const Session& s) {
-  return SessionRow{s.id,         s.account->record().id, s.digest,
+SessionRow row_of(const Session& s, const TokenDigest& digest) {
+  return SessionRow{s.id,         s.account->record().id, digest,
                     s.created_ms, s.last_used_ms(),  s.expires_ms,
                     std::string(s.label()), std::string(s.source())};
 }
 
 namespace {
 
-// A digest is SHA-256 (or, stored before schema 5, BLAKE2b) of 256 random bits: its first 8 bytes
-// are as good a hash as any.
-struct DigestHash {
-  uint64_t operator()(const TokenDigest& digest) const {
+// A key is half of SHA-256 (or, stored before schema 5, BLAKE2b) of 256 random bits: its first 8
+// bytes are as good a hash as any.
+struct KeyHash {
+  uint64_t operator()(const SessionKey& key) const {
     uint64_t h;
-    std::memcpy(&h, digest.data(), sizeof h);
+    std::memcpy(&h, key.data(), sizeof h);
     return h;
   }
-  uint64_t operator()(const Session& s) const { return (*this)(s.digest); }
+  uint64_t operator()(const Session& s) const { return (*this)(s.key); }
 };
 
-auto same_digest_as(const TokenDigest& digest) {
-  return [&digest](const Session& s) { return s.digest == digest; };
+auto same_key_as(const SessionKey& key) {
+  return [&key](const Session& s) { return s.key == key; };
 }
 
 }  // namespace
@@ -65,8 +72,8 @@ auto same_digest_as(const TokenDigest& digest) {
 // The table's slots point at the sessions themselves (no node in between). The index holds one
 // reference to each session it contains, and drops it once no reader can still be looking at it.
 struct SessionIndex::Set {
-  DigestHash hash;
-  RcuTable<Session, DigestHash> table{hash};
+  KeyHash hash;
+  RcuTable<Session, KeyHash> table{hash};
 };
 
 void SessionIndex::retain(Session* s) { s->retain(); }
@@ -79,21 +86,21 @@ SessionIndex::~SessionIndex() {
   rcu::barrier();
 }
 
-SessionRef SessionIndex::find(const TokenDigest& digest) const {
+SessionRef SessionIndex::find(const SessionKey& key) const {
   rcu::ReadLock reading;
-  return SessionRef(set_->table.find(set_->hash(digest), same_digest_as(digest)));
+  return SessionRef(set_->table.find(set_->hash(key), same_key_as(key)));
 }
 
-bool SessionIndex::visit_impl(const TokenDigest& digest, SessionUse use) const {
+bool SessionIndex::visit_impl(const SessionKey& key, SessionUse use) const {
   rcu::ReadLock reading;
-  Session* s = set_->table.find(set_->hash(digest), same_digest_as(digest));
+  Session* s = set_->table.find(set_->hash(key), same_key_as(key));
   if (s == nullptr) return false;
   use(*s);
   return true;
 }
 
-uint64_t SessionIndex::read_ahead(const TokenDigest& digest) const {
-  uint64_t hash = set_->hash(digest);
+uint64_t SessionIndex::read_ahead(const SessionKey& key) const {
+  uint64_t hash = set_->hash(key);
   set_->table.prefetch_slots(hash);
   return hash;
 }
@@ -103,20 +110,20 @@ const Session* SessionIndex::read_ahead_session(uint64_t hash) const { return se
 bool SessionIndex::insert(SessionRef session) {
   Session* s = session.get();
   retain(s);  // the index's reference
-  if (set_->table.insert(s, set_->hash(s->digest), same_digest_as(s->digest))) return true;
+  if (set_->table.insert(s, set_->hash(s->key), same_key_as(s->key))) return true;
   release(s);
   return false;
 }
 
-void SessionIndex::erase(const TokenDigest& digest) {
+void SessionIndex::erase(const SessionKey& key) {
   // The index's reference goes once no reader can still be looking at the session.
-  if (Session* s = set_->table.erase(set_->hash(digest), same_digest_as(digest)))
+  if (Session* s = set_->table.erase(set_->hash(key), same_key_as(key)))
     rcu::defer([](void* taken) { release(static_cast<Session*>(taken)); }, s);
 }
 
 size_t SessionIndex::size() const { return set_->table.size(); }
 
-void SessionIndex::prefetch_insert(const TokenDigest& digest) const { set_->table.prefetch_insert(set_->hash(digest)); }
+void SessionIndex::prefetch_insert(const SessionKey& key) const { set_->table.prefetch_insert(set_->hash(key)); }
 
 void SessionIndex::reserve(size_t sessions) { set_->table.reserve(sessions); }
 
@@ -124,7 +131,7 @@ void SessionIndex::trim() { set_->table.trim(); }
 
 struct SessionIndex::Cursor::State {
   Set& set;
-  RcuTable<Session, DigestHash>::Cursor at;
+  RcuTable<Session, KeyHash>::Cursor at;
 };
 
 SessionIndex::Cursor::Cursor(SessionIndex& index) : state_(std::make_unique<State>(State{*index.set_, {}})) {}

@@ -1,7 +1,7 @@
 #pragma once
 // A login session: opened by LOGIN_SESSION, checked by WHOAMI on every request of a signed-in
 // user, ended by LOGOUT, LOGOUT_ALL, expiry, or a change to its account (docs/PROTOCOL.md). The
-// token is shown once; only its digest is kept, here and in PostgreSQL.
+// token is shown once; only its digest is kept: whole in PostgreSQL, its first half in memory.
 //
 // Who may touch what: the fields set at opening never change. The last use moves on every check
 // (any I/O thread, relaxed: a slightly stale value only delays an expiry by that much); the
@@ -26,18 +26,42 @@ class Account;
 
 class SessionRef;
 
-class Session {
+// Laid out for WHOAMI: everything a check reads (the key the index matches, the owner, the times,
+// `ended`, the id it shows) sits in the first of two cache lines, and the object starts a line,
+// so a check asks memory for one line where an unaligned 104-byte session took two or three.
+class alignas(64) Session {
  public:
   // Made only through make_session(): a session lives for as long as a SessionRef holds it.
   static SessionRef make(Uuid id, const TokenDigest& digest, std::shared_ptr<Account> account, int64_t created_ms,
                          int64_t expires_ms, int64_t last_used_ms, std::string_view label, std::string_view source);
 
+  // The first line: what a check reads.
+  const SessionKey key;  // the first half of the token's digest (accounts/secrets.hpp)
   const Uuid id;
-  const TokenDigest digest;
-  const std::shared_ptr<Account> account;
+
+ private:
+  Account* const owner_;  // account.get(), here beside the rest, where `account` is on the second line
+
+ public:
   const int64_t created_ms;
   const int64_t expires_ms;  // absolute: created + sessions.lifetime_s
+
+ private:
+  std::atomic<uint32_t> used_s_;
+
+ public:
   std::atomic<bool> ended{false};
+
+ private:
+  uint8_t label_size_ = 0;
+  uint8_t source_size_ = 0;
+
+ public:
+  // The second line: what the actor, the sweep and SESSIONS read.
+  const std::shared_ptr<Account> account;
+
+  // The account, read from the first line (the check's path; `account` is the owning reference).
+  Account& owner() const { return *owner_; }
 
   int64_t last_used_ms() const { return at(used_s_.load(std::memory_order_relaxed)); }
   // Moves only forward, and writes only when the second moves: a session checked many times a
@@ -82,11 +106,7 @@ class Session {
     int64_t s = (ms - created_ms) / 1000;
     return s <= 0 ? 0 : s >= int64_t{UINT32_MAX} ? UINT32_MAX : static_cast<uint32_t>(s);
   }
-  // Declared in this order so that they pack beside `ended`: the whole object is 104 bytes.
-  uint8_t label_size_ = 0;
-  uint8_t source_size_ = 0;
   std::atomic<uint32_t> refs_{0};
-  std::atomic<uint32_t> used_s_;
   std::atomic<uint32_t> persisted_s_;
   // Label and source side by side in one block, allocated only when there is either (the
   // protocol bounds them to 128 and 64 bytes).
@@ -131,10 +151,11 @@ struct SessionRow {
   std::string label;
   std::string source;
 };
-SessionRow row_of(const Session& session);
+// `digest` is the whole digest of the session's token: memory keeps only its first half.
+SessionRow row_of(const Session& session, const TokenDigest& digest);
 
-// The index of live sessions by token digest (an RcuTable, accounts/rcu_table.hpp: the digest is
-// its own hash, readers never lock, and it grows and shrinks one shard at a time). The account's
+// The index of live sessions by key, the first half of the token's digest (an RcuTable,
+// accounts/rcu_table.hpp: the key is its own hash, readers never lock, and it grows and shrinks one shard at a time). The account's
 // actor inserts and erases. The calling thread must hold an IndexThread.
 class SessionIndex {
  public:
@@ -143,25 +164,25 @@ class SessionIndex {
   SessionIndex(const SessionIndex&) = delete;
   SessionIndex& operator=(const SessionIndex&) = delete;
 
-  SessionRef find(const TokenDigest& digest) const;
+  SessionRef find(const SessionKey& key) const;
   // Calls `use` with the session while RCU keeps it alive, without counting a
   // reference (the check's hot path: no shared write to the session). False when not found.
   template <class Use>
-  bool visit(const TokenDigest& digest, Use&& use) const {
-    return visit_impl(digest, SessionUse(use));
+  bool visit(const SessionKey& key, Use&& use) const {
+    return visit_impl(key, SessionUse(use));
   }
-  // Read-ahead (accounts/read_ahead.cpp): the digest's hash, with the slots a lookup probes first
+  // Read-ahead (accounts/read_ahead.cpp): the key's hash, with the slots a lookup probes first
   // on their way into the cache; then, inside an rcu::ReadLock, the session those slots name, or
   // null (a guess: it may not be the one a lookup finds).
-  uint64_t read_ahead(const TokenDigest& digest) const;
+  uint64_t read_ahead(const SessionKey& key) const;
   const Session* read_ahead_session(uint64_t hash) const;
   bool insert(SessionRef session);
-  void erase(const TokenDigest& digest);
+  void erase(const SessionKey& key);
   size_t size() const;
-  // The warm-load's: the slots an insert of this digest will write, on their way into the cache;
+  // The warm-load's: the slots an insert of this key will write, on their way into the cache;
   // room for about `sessions` before a bulk load (a hint), and after it back to what the sessions
   // in fill (RcuTable::reserve and trim).
-  void prefetch_insert(const TokenDigest& digest) const;
+  void prefetch_insert(const SessionKey& key) const;
   void reserve(size_t sessions);
   void trim();
 
@@ -181,7 +202,7 @@ class SessionIndex {
 
  private:
   using SessionUse = FunctionRef<void(Session&)>;
-  bool visit_impl(const TokenDigest& digest, SessionUse use) const;
+  bool visit_impl(const SessionKey& key, SessionUse use) const;
   struct Set;
   static void retain(Session* s);
   static void release(Session* s);

@@ -43,7 +43,7 @@ void AccountService::end_sessions(Account& a, const std::vector<Uuid>& ids) {
     if (std::find(ids.begin(), ids.end(), s->id) == ids.end()) return false;
     // From here on no check accepts it, whether it found the session in the index or not.
     s->ended.store(true, std::memory_order_release);
-    sessions_.erase(s->digest);
+    sessions_.erase(s->key);
     return true;
   });
 }
@@ -62,10 +62,11 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
   if (a.in_doubt()) co_return in_doubt();
   int64_t now = now_ms();
   std::string token = new_token();
-  auto session = Session::make(Uuid::v7(now), session_digest(token), a.shared_from_this(), now,
+  const TokenDigest digest = session_digest(token);
+  auto session = Session::make(Uuid::v7(now), digest, a.shared_from_this(), now,
                                now + settings_.session_lifetime_s * 1000, now, label, source);
   Change change = sessions_change(a);
-  change.opened.push_back(row_of(*session));
+  change.opened.push_back(row_of(*session, digest));
   // The bound per account: the oldest sessions end to make room for this one, in the same commit.
   if (const auto* list = a.existing_sessions(); list && list->size() >= settings_.sessions_per_account)
     for (size_t i = 0; i + settings_.sessions_per_account <= list->size(); ++i) change.ended.push_back((*list)[i]->id);
@@ -85,9 +86,9 @@ asio::awaitable<Reply> AccountService::open_session(Account& a, const std::strin
 }
 
 SessionRef AccountService::find_session(std::string_view token) const {
-  if (auto session = sessions_.find(session_digest(token))) return session;
+  if (auto session = sessions_.find(session_key(session_digest(token)))) return session;
   if (!legacy_session_digests_.load(std::memory_order_relaxed)) return {};
-  return sessions_.find(digest_token(token));
+  return sessions_.find(session_key(digest_token(token)));
 }
 
 Reply AccountService::whoami(std::string_view token) {
@@ -102,7 +103,7 @@ Reply AccountService::whoami(std::string_view token) {
     auto reply = Reply::ok();
     bool valid = false;
     visit_session(token, digest, [&](Session& session) {
-      if (!session.valid_coarse(now, idle) || !session.account->add_view_to(reply)) return;
+      if (!session.valid_coarse(now, idle) || !session.owner().add_view_to(reply)) return;
       session.used(now);  // the sweep writes it, lazily
       add_session_fields(reply, session.id, session.expiry(idle));
       valid = true;
@@ -203,8 +204,8 @@ asio::awaitable<Reply> AccountService::end_expired(Account& a, std::vector<Uuid>
 }
 
 void AccountService::take_touches(const Touches& touches) {
-  for (const auto& [digest, used] : touches)
-    sessions_.visit(digest, [used = used](Session& s) {
+  for (const auto& [key, used] : touches)
+    sessions_.visit(key, [used = used](Session& s) {
       if (s.last_used_ms() < used) s.used(used);
     });
 }
@@ -224,7 +225,7 @@ void AccountService::sweep_sessions(SessionIndex::Cursor& cursor, size_t max) {
     } else if (int64_t used = s->last_used_ms(); used - s->persisted_used_ms() >= idle / 4) {
       // Written once it moved by a quarter of the idle timeout: a crash forgets at most that much.
       if (replica) {
-        forward.emplace_back(s->digest, used);
+        forward.emplace_back(s->key, used);
         s->persisted(used);  // sent; the primary's write comes back as the persisted value
         return;
       }

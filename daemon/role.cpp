@@ -25,7 +25,7 @@ void NodeRole::become_replica(db::Follower* follower, bool promote) {
   since_ms_ = accounts::now_ms();
 }
 
-void NodeRole::forward_touches(std::vector<std::pair<std::array<uint8_t, 32>, int64_t>> touches) {
+void NodeRole::forward_touches(std::vector<std::pair<std::array<uint8_t, 16>, int64_t>> touches) {
   std::lock_guard lock(mutex_);
   if (follower_ != nullptr) follower_->forward_touches(std::move(touches));
 }

@@ -37,7 +37,7 @@ class NodeRole {
   void set_primary_address(std::string address);
 
   // On a replica: hands the last uses of sessions checked here to the follower, for the primary.
-  void forward_touches(std::vector<std::pair<std::array<uint8_t, 32>, int64_t>> touches);
+  void forward_touches(std::vector<std::pair<std::array<uint8_t, 16>, int64_t>> touches);
 
   View view() const;
   bool replica() const;

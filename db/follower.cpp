@@ -244,10 +244,10 @@ void Follower::send_touches(Link& link) {
       throw std::runtime_error(std::string("replication: sending session uses failed: ") + PQerrorMessage(link.c()));
     payload.clear();
   };
-  for (const auto& [digest, used] : touches) {
+  for (const auto& [key, used] : touches) {
     if (payload.size() > 7000) flush();
     if (!payload.empty()) payload += ',';
-    payload += hex(digest);
+    payload += hex(key);
     payload += ':';
     payload += std::to_string(used);
   }

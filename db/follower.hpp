@@ -52,7 +52,7 @@ class Follower {
   // connection as NOTIFY accountsd_touches (token digest and last use), which the primary's lease
   // connection LISTENs to. Any thread. Lost if the connection is down: a replica forgets at most
   // what a primary's crash forgets (a quarter of the idle timeout).
-  using Touches = std::vector<std::pair<accounts::TokenDigest, int64_t>>;
+  using Touches = std::vector<std::pair<accounts::SessionKey, int64_t>>;
   void forward_touches(Touches touches);
 
   uint64_t applied() const { return applied_.load(std::memory_order_acquire); }

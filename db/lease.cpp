@@ -43,7 +43,7 @@ void Lease::listen(Link& link) {
 
 void Lease::deliver(const std::string& payload) {
   if (!events_.touched) return;
-  std::vector<std::pair<accounts::TokenDigest, int64_t>> touches;
+  std::vector<std::pair<accounts::SessionKey, int64_t>> touches;
   size_t start = 0;
   while (start < payload.size()) {
     size_t comma = payload.find(',', start);
@@ -51,12 +51,12 @@ void Lease::deliver(const std::string& payload) {
     start = comma == std::string::npos ? payload.size() : comma + 1;
     size_t colon = item.find(':');
     if (colon == std::string_view::npos) continue;
-    auto digest = parse_hex_digest(item.substr(0, colon));
+    auto key = parse_hex_session_key(item.substr(0, colon));
     int64_t used = 0;
     auto digits = item.substr(colon + 1);
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), used);
-    if (!digest || ec != std::errc() || end != digits.data() + digits.size()) continue;  // not ours: ignore
-    touches.emplace_back(*digest, used);
+    if (!key || ec != std::errc() || end != digits.data() + digits.size()) continue;  // not ours: ignore
+    touches.emplace_back(*key, used);
   }
   if (!touches.empty()) events_.touched(touches);
 }

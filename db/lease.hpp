@@ -50,7 +50,7 @@ class Lease {
     std::function<void()> regained;                      // confirmed again, same epoch
     std::function<void(const std::string& why)> taken;   // another daemon holds it now; stop
     // Session uses that replicas saw (NOTIFY accountsd_touches): token digest and last use.
-    std::function<void(const std::vector<std::pair<accounts::TokenDigest, int64_t>>&)> touched = {};
+    std::function<void(const std::vector<std::pair<accounts::SessionKey, int64_t>>&)> touched = {};
   };
 
   explicit Lease(LeaseSettings settings);

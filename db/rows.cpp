@@ -79,25 +79,44 @@ accounts::PendingToken token(std::string_view digest_hex, int64_t expires_ms, co
 
 }  // namespace
 
-std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex) {
-  if (digest_hex.size() != 64) return std::nullopt;
-  accounts::TokenDigest digest;
+namespace {
+
+// Exactly 2 x out.size() hex digits into `out`; false when one is not a hex digit.
+bool parse_hex(std::string_view digits, std::span<uint8_t> out) {
+  if (digits.size() != 2 * out.size()) return false;
   int bad = 0;  // any -1 among the digits
-  for (size_t i = 0; i < 32; ++i) {
-    int high = accounts::hex_value(digest_hex[2 * i]);
-    int low = accounts::hex_value(digest_hex[2 * i + 1]);
+  for (size_t i = 0; i < out.size(); ++i) {
+    int high = accounts::hex_value(digits[2 * i]);
+    int low = accounts::hex_value(digits[2 * i + 1]);
     bad |= high | low;
-    digest[i] = static_cast<uint8_t>(high << 4 | (low & 0x0f));
+    out[i] = static_cast<uint8_t>(high << 4 | (low & 0x0f));
   }
-  if (bad < 0) return std::nullopt;
+  return bad >= 0;
+}
+
+}  // namespace
+
+std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex) {
+  accounts::TokenDigest digest;
+  if (!parse_hex(digest_hex, digest)) return std::nullopt;
   return digest;
 }
 
-std::string hex(const accounts::TokenDigest& digest) {
+std::optional<accounts::SessionKey> parse_hex_session_key(std::string_view hex_digits) {
+  accounts::SessionKey key;
+  if (hex_digits.size() == 4 * key.size()) {  // a whole digest: it has to be one
+    if (!parse_hex_digest(hex_digits)) return std::nullopt;
+    hex_digits = hex_digits.substr(0, 2 * key.size());
+  }
+  if (!parse_hex(hex_digits, key)) return std::nullopt;
+  return key;
+}
+
+std::string hex(std::span<const uint8_t> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(64);
-  for (uint8_t b : digest) {
+  out.reserve(2 * bytes.size());
+  for (uint8_t b : bytes) {
     out += kHex[b >> 4];
     out += kHex[b & 0xf];
   }

@@ -3,6 +3,7 @@
 // checks every invariant and names the row when one breaks.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -16,8 +17,11 @@ inline constexpr const char* kColumns =
     "id, email, state, password_hash, created_ms, updated_ms, confirmed_ms, version, "
     "confirm_digest, confirm_expires_ms, reset_digest, reset_expires_ms";
 
-std::string hex(const accounts::TokenDigest& digest);
+std::string hex(std::span<const uint8_t> bytes);
 std::optional<accounts::TokenDigest> parse_hex_digest(std::string_view digest_hex);  // 64 hex digits
+// A session's key, as a replica sends it with its sessions' last uses: 32 hex digits, or 64 (a
+// whole digest, as replicas before the key sent it), of which the first 32 are the key.
+std::optional<accounts::SessionKey> parse_hex_session_key(std::string_view hex_digits);
 
 inline constexpr const char* kSessionColumns =
     "id, account_id, token_digest, created_ms, last_used_ms, expires_ms, label, source";

@@ -28,6 +28,7 @@
 #include "accounts/lifecycle.hpp"
 #include "accounts/throttle.hpp"
 #include "accounts/secrets.hpp"
+#include "accounts/session.hpp"
 #include "accounts/uuid.hpp"
 #include "db/rows.hpp"
 
@@ -714,6 +715,36 @@ TEST_CASE("a session's last use moves only forward, in whole seconds", "[session
   session->used(created + 7'000);
   CHECK(session->last_used_ms() == created + 7'000);
   CHECK(session->expiry(60'000) == created + 67'000);
+}
+
+TEST_CASE("a session is found by the first half of its token's digest, and what a check reads is one aligned line", "[sessions]") {
+  IndexThread attached;
+  AccountRecord record;
+  record.id = Uuid::v7(1700000000000);
+  auto account = std::make_shared<Account>(std::move(record), Account::Presence::live);
+  const int64_t created = 1700000000000;
+  const TokenDigest digest = session_digest("a-token-of-43-characters-for-this-test-only");
+  auto session = Session::make(Uuid::v7(created), digest, account, created, created + 3'600'000, created, "", "");
+  CHECK(reinterpret_cast<uintptr_t>(session.get()) % 64 == 0);
+  CHECK(&session->owner() == account.get());
+  CHECK(session->key == session_key(digest));
+
+  SessionIndex index;
+  REQUIRE(index.insert(session));
+  CHECK(index.find(session_key(digest)).get() == session.get());
+  TokenDigest other_half = digest;  // what memory does not keep does not decide
+  other_half[31] ^= 1;
+  CHECK(index.find(session_key(other_half)).get() == session.get());
+  TokenDigest first_half = digest;  // what it keeps does, every byte of it
+  for (size_t i : {size_t{0}, size_t{8}, size_t{15}}) {
+    first_half = digest;
+    first_half[i] ^= 1;
+    CHECK_FALSE(index.find(session_key(first_half)));
+  }
+  // A second session whose key is taken is refused, not dropped silently.
+  CHECK_FALSE(index.insert(Session::make(Uuid::v7(created + 1), other_half, account, created, created + 1000, created, "", "")));
+  index.erase(session->key);
+  CHECK_FALSE(index.find(session_key(digest)));
 }
 
 TEST_CASE("warm-load: sessions adopted by two threads in any order end up oldest first, and short lists keep no slack", "[sessions]") {

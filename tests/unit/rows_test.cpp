@@ -265,3 +265,18 @@ TEST_CASE("rows: a session tuple cut short, with a NULL or with the wrong field 
   std::string narrow = tuple.substr(0, created_at) + std::string("\0\0\0\x04\0\0\0\x01", 8) + tuple.substr(created_at + 12);
   CHECK_THROWS_WITH(db::parse_session_tuple(narrow), "session " + good.id + ": column created_ms is not an integer");
 }
+
+TEST_CASE("rows: a replica's session key is read from 32 hex digits, or from the first 32 of a whole digest's 64", "[rows]") {
+  const std::string whole = "00112233445566778899aabbccddeeff0123456789abcdef0123456789abcdef";
+  const accounts::SessionKey expected{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+                                      0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+  CHECK(db::parse_hex_session_key(whole.substr(0, 32)) == expected);
+  CHECK(db::parse_hex_session_key(whole) == expected);  // as replicas before the key sent it
+  CHECK(db::hex(expected) == whole.substr(0, 32));
+  CHECK_FALSE(db::parse_hex_session_key(whole.substr(0, 31)));
+  CHECK_FALSE(db::parse_hex_session_key(whole.substr(0, 33)));
+  CHECK_FALSE(db::parse_hex_session_key(whole.substr(0, 63)));
+  CHECK_FALSE(db::parse_hex_session_key(""));
+  CHECK_FALSE(db::parse_hex_session_key(whole.substr(0, 31) + "g"));
+  CHECK_FALSE(db::parse_hex_session_key(whole.substr(0, 63) + "x"));  // all 64 must be hex
+}
