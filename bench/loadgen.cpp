@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -91,10 +92,26 @@ struct Options {
   bool redis = false;
 };
 
+enum class Kind { get, find, whoami, login, register_population, register_unique, change_email, toggle, ping };
+
 struct Operation {
   std::string name;
+  Kind kind;
   int weight;
 };
+
+// The --mix names, each decided once: a request's kind is a switch, not a chain of string
+// comparisons that a command further down the list pays more for.
+std::optional<Kind> kind_named(std::string_view name) {
+  static const std::pair<std::string_view, Kind> kKinds[] = {
+      {"get", Kind::get},     {"find", Kind::find},          {"whoami", Kind::whoami},
+      {"login", Kind::login}, {"register_population", Kind::register_population},
+      {"register", Kind::register_unique}, {"change_email", Kind::change_email},
+      {"toggle", Kind::toggle}, {"ping", Kind::ping}};
+  for (const auto& [n, kind] : kKinds)
+    if (n == name) return kind;
+  return std::nullopt;
+}
 
 struct Stats {
   Histogram latency;
@@ -124,10 +141,12 @@ void append_id(std::string& out, uint64_t g) {
 }
 
 // The session token bench/session_rows stored (as its digest) for population member g:
-// `t` and g as 42 decimal digits.
+// `t` and g as 42 decimal digits, written into a copy of the zeros as append_id writes an id.
 void append_session_token(std::string& out, uint64_t g) {
-  out += 't';
-  append_decimal(out, g, 42);
+  char token[] = "t000000000000000000000000000000000000000000";
+  static_assert(sizeof token == 44);
+  for (int i = 42; g != 0 && i > 0; --i, g /= 10) token[i] = static_cast<char>('0' + g % 10);
+  out.append(token, 43);
 }
 
 // Shared by every connection: the next population member that register_population creates.
@@ -143,10 +162,10 @@ class Generator {
   // Appends the next request line (with LF) to `out`.
   void next(std::string& out) {
     int pick = std::uniform_int_distribution<int>(1, total_weight_)(rng_);
-    const std::string* op = &mix_.back().name;
+    Kind op = mix_.back().kind;
     for (const auto& m : mix_)
       if ((pick -= m.weight) <= 0) {
-        op = &m.name;
+        op = m.kind;
         break;
       }
     uint64_t g = o_.population ? std::uniform_int_distribution<uint64_t>(1, o_.population)(rng_) : 1;
@@ -165,57 +184,69 @@ class Generator {
       out += "@bench.example";
     };
     if (o_.redis) {
-      if (*op != "get") {
+      if (op != Kind::get) {
         out += "PING\r\n";
         return;
       }
       out += "GET key:";
       append_decimal(out, g - 1);
       out += "\r\n";
-    } else if (*op == "get") {
-      out += "GET ";
-      append_id(out, g);
-      out += '\n';
-    } else if (*op == "find") {
-      out += "FIND ";
-      population_email(g);
-      out += '\n';
-    } else if (*op == "whoami") {
-      out += "WHOAMI ";
-      append_session_token(out, g);
-      out += '\n';
-    } else if (*op == "login") {
-      out += "LOGIN ";
-      population_email(g);
-      out += " bench-password\n";
-    } else if (*op == "register_population") {  // user1..userN, each once, across all connections
-      uint64_t member = ++next_member;
-      if (member > o_.population) {
-        out += "PING\n";
+      return;
+    }
+    switch (op) {
+      case Kind::get:
+        out += "GET ";
+        append_id(out, g);
+        out += '\n';
+        return;
+      case Kind::find:
+        out += "FIND ";
+        population_email(g);
+        out += '\n';
+        return;
+      case Kind::whoami:
+        out += "WHOAMI ";
+        append_session_token(out, g);
+        out += '\n';
+        return;
+      case Kind::login:
+        out += "LOGIN ";
+        population_email(g);
+        out += " bench-password\n";
+        return;
+      case Kind::register_population: {  // user1..userN, each once, across all connections
+        uint64_t member = ++next_member;
+        if (member > o_.population) {
+          out += "PING\n";
+          return;
+        }
+        out += "REGISTER ";
+        population_email(member);
+        out += " bench-password\n";
         return;
       }
-      out += "REGISTER ";
-      population_email(member);
-      out += " bench-password\n";
-    } else if (*op == "register") {
-      out += "REGISTER ";
-      unique_email();
-      out += " bench-password\n";
-    } else if (*op == "change_email") {
-      out += "CHANGE_EMAIL ";
-      append_id(out, g);
-      out += ' ';
-      unique_email();
-      out += '\n';
-    } else if (*op == "toggle") {
-      // Each connection cycles its own accounts: DEACTIVATE then REACTIVATE the same one.
-      uint64_t mine = (toggles_ / 2) * static_cast<uint64_t>(o_.connections) + static_cast<uint64_t>(connection_);
-      uint64_t account = o_.population ? mine % o_.population + 1 : 1;
-      out += toggles_++ % 2 == 0 ? "DEACTIVATE " : "REACTIVATE ";
-      append_id(out, account);
-      out += '\n';
-    } else {
-      out += "PING\n";
+      case Kind::register_unique:
+        out += "REGISTER ";
+        unique_email();
+        out += " bench-password\n";
+        return;
+      case Kind::change_email:
+        out += "CHANGE_EMAIL ";
+        append_id(out, g);
+        out += ' ';
+        unique_email();
+        out += '\n';
+        return;
+      case Kind::toggle: {
+        // Each connection cycles its own accounts: DEACTIVATE then REACTIVATE the same one.
+        uint64_t mine = (toggles_ / 2) * static_cast<uint64_t>(o_.connections) + static_cast<uint64_t>(connection_);
+        uint64_t account = o_.population ? mine % o_.population + 1 : 1;
+        out += toggles_++ % 2 == 0 ? "DEACTIVATE " : "REACTIVATE ";
+        append_id(out, account);
+        out += '\n';
+        return;
+      }
+      case Kind::ping: out += "PING\n"; return;
     }
   }
 
@@ -346,7 +377,13 @@ int main(int argc, char** argv) {
   std::stringstream parts(o.mix);
   for (std::string part; std::getline(parts, part, ',');) {
     auto colon = part.find(':');
-    mix.push_back({part.substr(0, colon), colon == std::string::npos ? 1 : std::stoi(part.substr(colon + 1))});
+    std::string name = part.substr(0, colon);
+    auto kind = kind_named(name);
+    if (!kind) {
+      std::fprintf(stderr, "loadgen: --mix: no command named '%s'\n", name.c_str());
+      return 2;
+    }
+    mix.push_back({name, *kind, colon == std::string::npos ? 1 : std::stoi(part.substr(colon + 1))});
   }
 
   asio::io_context io(1);
