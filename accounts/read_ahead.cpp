@@ -22,6 +22,9 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "accounts/account.hpp"
 #include "accounts/email.hpp"
@@ -59,14 +62,24 @@ struct Batch {
 
 thread_local Batch batch;
 
-// The whole token in constant time: libsodium's 32- and 16-byte comparisons (vectorized, where
-// sodium_memcmp goes byte by byte), over two ranges that together cover the 43 bytes.
+// The whole token in constant time: no branch depends on where two tokens differ, only the one
+// answer at the end. Inline, sixteen bytes at a time (the last load overlaps the second); it was
+// two calls into libsodium (crypto_verify_32 and _16), 12 ns of a WHOAMI at P=16.
 bool same_token(const char* a, const char* b) {
   static_assert(kTokenBytes > 32 && kTokenBytes <= 48);
+  constexpr size_t kTail = kTokenBytes - 16;
+#if defined(__SSE2__)
+  auto differ = [](const char* x, const char* y) {
+    return _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)),
+                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(y)));
+  };
+  const __m128i bits = _mm_or_si128(_mm_or_si128(differ(a, b), differ(a + 16, b + 16)), differ(a + kTail, b + kTail));
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(bits, _mm_setzero_si128())) == 0xffff;
+#else
   const auto* x = reinterpret_cast<const unsigned char*>(a);
   const auto* y = reinterpret_cast<const unsigned char*>(b);
-  constexpr size_t kTail = kTokenBytes - 16;
   return (crypto_verify_32(x, y) | crypto_verify_16(x + kTail, y + kTail)) == 0;
+#endif
 }
 
 // Every line an object touches, on its way into the cache, from the line it starts in: an account
@@ -143,8 +156,8 @@ void AccountService::settle_read_ahead() const {
 
 TokenDigest AccountService::token_digest(std::string_view token) const {
   if (token.size() == kTokenBytes) {
-    for (size_t n = 0; n < batch.size; ++n) {
-      size_t i = (batch.next + n) % batch.size;
+    // From where the last one matched, round the batch once (no division: a wrap).
+    for (size_t n = 0, i = batch.next < batch.size ? batch.next : 0; n < batch.size; ++n, i = i + 1 < batch.size ? i + 1 : 0) {
       const Pending& p = batch.pending[i];
       if (p.kind == Pending::Kind::session && same_token(p.token.data(), token.data())) {
         batch.next = i + 1;

@@ -87,6 +87,14 @@ TEST_CASE("a pipelined batch of WHOAMI, GET and FIND is answered as one request 
     batch.push_back({"get " + alice, alice, "", ""});
     batch.push_back({"FIND bob@example.com", bob, "", ""});
   }
+  // One character off at each edge of the sixteen-byte blocks the token match compares, beside
+  // the true token in one batch: a match that skipped any byte would hand one of them its digest.
+  for (size_t at : {0, 1, 15, 16, 26, 27, 31, 32, 41}) {
+    std::string off = b.token;
+    off[at] = off[at] == 'A' ? 'B' : 'A';
+    batch.push_back({"WHOAMI " + b.token, bob, b.session, ""});
+    batch.push_back({"WHOAMI " + off, "", "", "ERR INVALID_SESSION "});
+  }
   std::string bytes;
   for (const auto& e : batch) bytes += e.request + "\r\n";
   c.send(bytes);
