@@ -11,9 +11,10 @@
 // Freed memory is kept for reuse, never handed back (`dirty_decay_ms:-1`): handing back part of a
 // huge page splits it into small ones. A daemon that grew by REGISTER while serving, freeing
 // requests' temporaries all along, kept only 254 of 433 MiB in huge pages with jemalloc's default
-// decay of 10 s and served FIND at 0.5-0.74x the rate of the same accounts warm-loaded; with it
-// kept, 403 of 436 MiB and 1.13x (docs/BENCHMARKS.md, "Freed memory kept in huge pages"). The
-// cost: after a mass deletion the process keeps its peak size until new accounts fill it.
+// decay of 10 s and served FIND at 0.46-0.74x the rate of the same accounts warm-loaded; with it
+// kept, 401-412 of 437-440 MiB and 0.82-1.13x (docs/BENCHMARKS.md, "Freed memory kept in huge
+// pages"). The cost: after a mass deletion the process keeps its peak size until new accounts
+// fill it.
 //
 // An operator overrides these settings with MALLOC_CONF, e.g. MALLOC_CONF=thp:never or
 // MALLOC_CONF=dirty_decay_ms:10000 (jemalloc reads the environment after this string).
