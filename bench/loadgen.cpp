@@ -95,7 +95,6 @@ struct Options {
 enum class Kind { get, find, whoami, login, register_population, register_unique, change_email, toggle, ping };
 
 struct Operation {
-  std::string name;
   Kind kind;
   int weight;
 };
@@ -123,13 +122,12 @@ struct Stats {
 // shares the machine's two cores with the server it measures, so every nanosecond it spends per
 // request is one the server does not get (docs/BENCHMARKS.md, "A leaner load generator").
 
-// `value` in decimal, zero-padded to `width` digits (at most 48).
-void append_decimal(std::string& out, uint64_t value, int width = 0) {
-  char digits[48];
+// `value` in decimal.
+void append_decimal(std::string& out, uint64_t value) {
+  char digits[20];
   char* first = std::end(digits);
   do *--first = static_cast<char>('0' + value % 10);
   while ((value /= 10) != 0);
-  while (std::end(digits) - first < width) *--first = '0';
   out.append(first, std::end(digits));
 }
 
@@ -383,7 +381,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "loadgen: --mix: no command named '%s'\n", name.c_str());
       return 2;
     }
-    mix.push_back({name, *kind, colon == std::string::npos ? 1 : std::stoi(part.substr(colon + 1))});
+    mix.push_back({*kind, colon == std::string::npos ? 1 : std::stoi(part.substr(colon + 1))});
   }
 
   asio::io_context io(1);
