@@ -1,5 +1,7 @@
 #include "accounts/password_pool.hpp"
 
+#include "accounts/argon2_area.hpp"
+
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
@@ -7,15 +9,16 @@
 
 namespace accounts {
 
-PasswordPool::PasswordPool(unsigned workers, size_t max_queue) : max_queue_(max_queue) {
+PasswordPool::PasswordPool(unsigned workers, size_t max_queue, size_t argon2_area_bytes) : max_queue_(max_queue) {
   if (workers == 0) workers = 1;
-  for (unsigned i = 0; i < workers; ++i) threads_.emplace_back([this] {
+  for (unsigned i = 0; i < workers; ++i) threads_.emplace_back([this, argon2_area_bytes] {
     // Hashing is throughput work: it must never take the CPU from the I/O threads, or every
     // GET waits behind Argon2 whenever logins saturate the pool. Lowest priority (nice 19) and
     // the batch scheduling class let the kernel preempt a worker the moment an I/O thread wakes.
     sched_param none{};
     pthread_setschedparam(pthread_self(), SCHED_BATCH, &none);
     setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+    argon2_area::keep_on_this_thread(argon2_area_bytes);
     work_loop();
   });
 }
@@ -59,6 +62,7 @@ void PasswordPool::work_loop() {
       queue_.pop_front();
       run = !stopping_;
     }
+    argon2_area::Scope scope;
     work(run);
   }
 }

@@ -1,7 +1,8 @@
 #pragma once
 // The worker threads that hash and verify passwords, so that Argon2id never runs on an I/O
 // thread. The queue is bounded: a full pool refuses work at once (the request gets ERR BUSY)
-// instead of letting latency grow without bound.
+// instead of letting latency grow without bound. Each worker keeps Argon2's work area from one job
+// to the next (accounts/argon2_area.hpp).
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -16,7 +17,8 @@ namespace accounts {
 
 class PasswordPool {
  public:
-  PasswordPool(unsigned workers, size_t max_queue);
+  // `argon2_area_bytes`: the work area each worker keeps (password_hash.memlimit_kib in bytes).
+  PasswordPool(unsigned workers, size_t max_queue, size_t argon2_area_bytes);
   ~PasswordPool();  // finishes queued work, then joins
   PasswordPool(const PasswordPool&) = delete;
   PasswordPool& operator=(const PasswordPool&) = delete;

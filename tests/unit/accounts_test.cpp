@@ -11,21 +11,25 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <latch>
 #include <memory>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 #include <typeinfo>
 #include <vector>
 
 #include "accounts/account.hpp"
+#include "accounts/argon2_area.hpp"
 #include "accounts/clock.hpp"
 #include "accounts/compact_string.hpp"
 #include "accounts/email.hpp"
 #include "accounts/foreign_hash.hpp"
 #include "accounts/index.hpp"
 #include "accounts/lifecycle.hpp"
+#include "accounts/password_pool.hpp"
 #include "accounts/throttle.hpp"
 #include "accounts/secrets.hpp"
 #include "accounts/session.hpp"
@@ -206,6 +210,74 @@ TEST_CASE("passwords: Argon2id, verification, rehash when the parameters change"
   CHECK(verify_password(hash, "correct horsE") == false);
   CHECK_FALSE(needs_rehash(hash, cheap));
   CHECK(needs_rehash(hash, stronger));
+}
+
+// Runs `job` on one of the pool's workers and waits for it.
+template <class Job>
+auto on_worker(PasswordPool& pool, Job job) {
+  std::promise<decltype(job())> result;
+  PasswordPool::Work work = [&](bool run) {
+    REQUIRE(run);
+    result.set_value(job());
+  };
+  REQUIRE(pool.try_submit(work));
+  return result.get_future().get();
+}
+
+bool all_zero(std::span<const std::byte> bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+}
+
+TEST_CASE("password workers keep Argon2's work area, wiped after every hash, and only up to its size", "[secrets]") {
+  init_secrets();
+  const HashParams params{1, 1024};  // one pass: what stays in the area is the cheapest to exploit
+  PasswordPool pool(1, 8, params.memlimit_kib * 1024);
+  auto before = argon2_area::counts();
+
+  struct Seen {
+    std::string hash;
+    size_t area_size;
+    bool wiped;
+  };
+  auto hash_and_look = [&](const char* password, HashParams with) {
+    return on_worker(pool, [&] {
+      std::string hash = hash_password(password, with);
+      auto area = argon2_area::kept_area_of_this_thread();
+      return Seen{hash, area.size(), all_zero(area)};
+    });
+  };
+
+  // The first hash maps the area; what Argon2 wrote there is gone when libsodium hands it back.
+  Seen first = hash_and_look("correct horse", params);
+  CHECK(first.area_size == 1024 * 1024);
+  CHECK(first.wiped);
+  CHECK(argon2_area::counts().mapped == before.mapped + 1);
+  CHECK(argon2_area::counts().reused == before.reused);
+
+  // The second reuses it, and both hashes are right, checked on a thread that keeps no area.
+  Seen second = hash_and_look("battery staple", params);
+  CHECK(second.wiped);
+  CHECK(argon2_area::counts().mapped == before.mapped + 1);
+  CHECK(argon2_area::counts().reused == before.reused + 1);
+  CHECK(verify_password(first.hash, "correct horse") == true);
+  CHECK(verify_password(first.hash, "battery staple") == false);
+  CHECK(verify_password(second.hash, "battery staple") == true);
+  CHECK(argon2_area::kept_area_of_this_thread().empty());
+
+  // Verifying on the worker reuses it too, and still tells a wrong password from a right one.
+  CHECK(on_worker(pool, [&] { return verify_password(first.hash, "correct horse"); }) == true);
+  CHECK(on_worker(pool, [&] { return verify_password(first.hash, "correct horsE"); }) == false);
+  CHECK(argon2_area::counts().reused == before.reused + 3);
+  CHECK(argon2_area::counts().mapped == before.mapped + 1);
+
+  // A hash that needs more memory than the area (an imported hash's own parameters) gets a mapping
+  // of its own, as without keeping; the kept area stays as it was.
+  Seen bigger = hash_and_look("correct horse", HashParams{1, 2048});
+  CHECK(bigger.area_size == 1024 * 1024);
+  CHECK(bigger.wiped);
+  CHECK(argon2_area::counts().reused == before.reused + 3);
+  CHECK(argon2_area::counts().mapped == before.mapped + 1);
+  CHECK(verify_password(bigger.hash, "correct horse") == true);
 }
 
 TEST_CASE("the state machine: every action from every state", "[lifecycle]") {
