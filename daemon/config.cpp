@@ -285,7 +285,11 @@ void finish(Config& config) {
   // faster, with a third of the p99, than two (docs/BENCHMARKS.md, "One I/O thread fewer than
   // the cores").
   if (config.server.threads == 0) config.server.threads = std::max(1u, cores - 1);
-  config.accounts.hash_workers = config.password_workers == 0 ? cores : config.password_workers;
+  // Hashing leaves a core too, so that a flood of LOGINs (an attack as often as a rush) cannot
+  // slow every other request: on two cores, GET p99 under LOGIN saturation was 0.47-0.73 ms with
+  // one worker against 1.2-2.8 ms with two, at half the logins a second (docs/BENCHMARKS.md,
+  // "A core left free of hashing").
+  config.accounts.hash_workers = config.password_workers == 0 ? std::max(1u, cores - 1) : config.password_workers;
   config.accounts.write_timeout = std::chrono::seconds(config.database.write_timeout_s);
 }
 
