@@ -190,6 +190,13 @@ std::optional<Packed> pack(std::string_view text) {
 
 }  // namespace
 
+std::string unmatchable_hash(const HashParams& params) {
+  Packed p{static_cast<uint32_t>(params.memlimit_kib), static_cast<uint32_t>(params.opslimit), 1, {}, {}};
+  randombytes_buf(p.salt, sizeof p.salt);
+  randombytes_buf(p.hash, sizeof p.hash);
+  return encode(p);
+}
+
 std::optional<bool> verify_password(const std::string& hash, std::string_view password) {
   if (!hash.starts_with("$argon2id$")) return verify_foreign(hash, password);  // imported (docs/IMPORT.md)
   // crypto_pwhash_str_verify answers -1 both to a wrong password and to a hash it could not

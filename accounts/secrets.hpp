@@ -46,6 +46,10 @@ bool same_digest(const TokenDigest& a, const TokenDigest& b);  // constant time
 // too, but for Argon2i and Argon2id strings libsodium did not write (foreign_hash.hpp), which
 // still answer false then.
 std::string hash_password(std::string_view password, const HashParams& params);
+// An Argon2id string with these parameters and a random salt and value: verifying a password
+// against it costs what verifying against a real hash of these parameters costs, and none
+// matches (it was hashed from no password). Made without hashing, so a start does not wait for it.
+std::string unmatchable_hash(const HashParams& params);
 std::optional<bool> verify_password(const std::string& hash, std::string_view password);
 bool needs_rehash(const std::string& hash, const HashParams& params);
 bool is_password_hash(std::string_view hash);  // a scheme we verify, within bounds (foreign_hash.hpp)

@@ -48,7 +48,7 @@ AccountService::AccountService(Settings settings, asio::any_io_executor executor
       durability_(durability),
       index_(std::make_unique<AccountIndex>()),
       pool_(settings.hash_workers, settings.hash_max_queue, static_cast<size_t>(settings.hash.memlimit_kib) * 1024),
-      dummy_hash_(hash_password("accountsd: no such account", settings.hash)),
+      dummy_hash_(unmatchable_hash(settings.hash)),
       unknown_(settings.unknown_email_throttles),
       addresses_(settings.address_throttles, settings.address_failures) {}
 

@@ -280,6 +280,21 @@ TEST_CASE("password workers keep Argon2's work area, wiped after every hash, and
   CHECK(verify_password(bigger.hash, "correct horse") == true);
 }
 
+TEST_CASE("the hash verified for emails of no account: a real hash's parameters and cost, matching no password", "[secrets]") {
+  init_secrets();
+  for (HashParams params : {HashParams{1, 8}, HashParams{2, 1024}, HashParams{3, 65536}}) {
+    std::string real = hash_password("correct horse", params), dummy = unmatchable_hash(params);
+    INFO(dummy);
+    // The same text up to the salt, i.e. the same Argon2id parameters, and no re-hash wanted.
+    CHECK(dummy.substr(0, dummy.rfind('$', dummy.rfind('$') - 1)) == real.substr(0, real.rfind('$', real.rfind('$') - 1)));
+    CHECK(dummy.size() == real.size());
+    CHECK(is_password_hash(dummy));
+    CHECK_FALSE(needs_rehash(dummy, params));
+    if (params.memlimit_kib <= 1024) CHECK(verify_password(dummy, "correct horse") == false);
+    CHECK(unmatchable_hash(params) != dummy);  // a fresh salt and value each time
+  }
+}
+
 TEST_CASE("the state machine: every action from every state", "[lifecycle]") {
   using S = State;
   using A = Action;
