@@ -5,7 +5,9 @@
 // lines of a batch before it runs the first (read_ahead_get, _find, _whoami): each starts
 // fetching its first slot line. The first lookup of the batch then walks the chains one link at a
 // time for all of them together (settle_read_ahead), so that the batch waits for about three
-// misses, not forty-eight. Valkey 8 does the same for its batches (src/memory_prefetch.c).
+// misses, not forty-eight. Valkey 8 does the same for its batches (src/memory_prefetch.c). A
+// line that came alone is a batch of one: its slot line is on its way while the request is parsed
+// and checked, before its lookup starts.
 //
 // Nothing here decides anything. The links are guesses (a slot's tag may match another key) and
 // only their memory is fetched; every request still runs its own lookup, under its own RCU read,

@@ -100,12 +100,11 @@ asio::awaitable<std::optional<protocol::Reply>> Session::execute(std::string_vie
 // Only for a connection that may run the reads it sends: nobody unauthenticated makes the daemon
 // digest tokens it will not look up. The arguments are split as plainly as a guess may be (a
 // quoted one is skipped): each request still runs its own lookup, and gets the reply it would.
+// A line that came alone is shown too: its first cache miss then overlaps the parsing and checks
+// that run before its lookup (docs/BENCHMARKS.md, "A lone line read ahead too").
 void Session::read_ahead() {
   constexpr size_t kLines = 32;  // what accounts/read_ahead.cpp keeps per batch
   if (client_ == nullptr || server_.loading()) return;
-  size_t lines = 0;
-  framer_.peek(2, [&](std::string_view) { ++lines; });
-  if (lines < 2) return;
   framer_.peek(kLines, [&](std::string_view line) {
     size_t space = line.find(' ');
     if (space == std::string_view::npos) return;

@@ -48,8 +48,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(asio::any_io_executor executor, Server& server, std::string peer, Transport transport);
 
   asio::awaitable<std::optional<protocol::Reply>> execute(std::string_view line);
-  // After a read that brought more than one request line: lets the commands that have a
-  // read-ahead (GET, FIND, WHOAMI) start fetching what they will read, before the first line runs.
+  // After a read: lets the commands that have a read-ahead (GET, FIND, WHOAMI) start fetching
+  // what the lines it brought will read, before the first of them runs.
   void read_ahead();
   void arm_deadline();
   void count_too_long();  // a line over max_line_bytes, for the metrics

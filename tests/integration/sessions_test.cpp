@@ -112,6 +112,33 @@ TEST_CASE("a pipelined batch of WHOAMI, GET and FIND is answered as one request 
   }
 }
 
+// A line that comes alone is read ahead too, as a batch of one, and a lone WHOAMI takes its
+// token's digest from there (it fails if that digest is wrong). The read-ahead's state belongs to
+// the event loop, which both connections share: lone lines from the two, one after the other, a
+// token one character off the one checked before it, a session ended between two checks.
+TEST_CASE("lone lines from two connections are answered as they would be without the read-ahead", "[sessions]") {
+  Daemon daemon;
+  Client c(daemon.port()), d(daemon.port());
+  std::string alice = active_account(c, "alice@example.com"), bob = active_account(c, "bob@example.com");
+  auto a = open_session(c, "alice@example.com"), b = open_session(c, "bob@example.com");
+  std::string near = b.token;
+  near.back() = near.back() == 'A' ? 'B' : 'A';
+  for (int round = 0; round < 3; ++round) {
+    INFO("round " << round);
+    std::string reply = c.call("WHOAMI " + b.token);
+    CHECK(field(reply, "session") == b.session);
+    CHECK(starts_with(d.call("WHOAMI " + near), "ERR INVALID_SESSION "));
+    CHECK(field(c.call("WHOAMI " + a.token), "id") == alice);
+    CHECK(field(d.call("GET " + bob), "id") == bob);
+    CHECK(field(c.call("FIND Bob@Example.COM"), "id") == bob);
+    CHECK(starts_with(d.call("GET not-an-id"), "ERR BAD_REQUEST "));
+  }
+  CHECK(c.call("LOGOUT " + a.token) == "OK session=" + a.session);
+  CHECK(starts_with(d.call("WHOAMI " + a.token), "ERR INVALID_SESSION "));
+  CHECK(starts_with(c.call("WHOAMI " + a.token), "ERR INVALID_SESSION "));
+  CHECK(field(d.call("WHOAMI " + b.token), "id") == bob);
+}
+
 TEST_CASE("LOGIN_SESSION opens a session, WHOAMI answers the account, SESSIONS never shows a token", "[sessions]") {
   Daemon daemon;
   Client c(daemon.port());
