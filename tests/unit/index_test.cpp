@@ -1,4 +1,5 @@
-// accounts/: the index under races: one winner per key, lookups during inserts and erases, growth.
+// accounts/: the index: how ids hash over its slots, one winner per key under races, lookups during
+// inserts and erases, growth from empty.
 #include <catch2/catch.hpp>
 
 #include <atomic>
