@@ -24,7 +24,10 @@ std::string clean(std::string_view value) {
 
 std::string reply_field(const protocol::Reply& reply, std::string_view key) {
   const std::string& line = reply.line();
-  std::string needle = " " + std::string(key) + "=";
+  // Appended, not `" " + std::string(key)`: g++ 12 warns falsely about that form (GCC bugs 105329
+  // and 105651; tests/CMakeLists.txt), and the daemon builds without a warning.
+  std::string needle = " ";
+  needle.append(key).append("=");
   auto at = line.find(needle);
   if (at == std::string::npos) return {};
   at += needle.size();
@@ -46,9 +49,10 @@ accounts::LogLimiter& Audit::limiter(std::string_view name) {
 void Audit::event(std::string_view name, const Fields& fields) {
   uint64_t suppressed = 0;
   if (!limiter(name).allow(suppressed)) return;
-  std::string line = "audit: event=" + std::string(name);
-  for (const auto& [key, value] : fields) line += " " + std::string(key) + "=" + clean(value);
-  if (suppressed > 0) line += " suppressed=" + std::to_string(suppressed);
+  std::string line = "audit: event=";
+  line += name;
+  for (const auto& [key, value] : fields) line.append(" ").append(key).append("=").append(clean(value));
+  if (suppressed > 0) line.append(" suppressed=").append(std::to_string(suppressed));
   if (!journald_) {
     spdlog::info("{}", line);
     return;

@@ -299,8 +299,8 @@ struct MetricsEndpoint::Impl {
 
 MetricsEndpoint::MetricsEndpoint(const std::string& host, uint16_t port, MetricSources sources)
     : impl_(std::make_unique<Impl>()) {
-  std::string address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  address += ":" + std::to_string(port);
+  std::string address = host.find(':') != std::string::npos ? std::string("[").append(host).append("]") : host;
+  address.append(":").append(std::to_string(port));
   try {
     // Two HTTP threads of its own: a scrape never runs on a protocol thread.
     impl_->exposer = std::make_unique<prometheus::Exposer>(address, 2);

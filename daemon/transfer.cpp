@@ -77,7 +77,7 @@ int run_import(const Config& config, const ImportSettings& settings) {
   // The import holds the writer lease, as a daemon would: it refuses while a daemon serves this
   // database, and no daemon starts while it runs (docs/IMPORT.md says why).
   db::Lease lease(db::LeaseSettings{config.database.url, std::chrono::milliseconds(config.database.lease_timeout_ms),
-                                    holder_name("import")});
+                                    holder_name("import"), /*advertise=*/""});
   std::unique_ptr<db::AccountImport> import;
   try {
     lease.acquire();
